@@ -43,6 +43,7 @@ class Completion(BaseModel):
     text: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
     finish_reason: str | None = None
     latency_s: float = 0.0
     cached: bool = False

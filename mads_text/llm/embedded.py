@@ -1,0 +1,147 @@
+"""Embedded backend: a GGUF model served in-process by llama.cpp (xllamacpp).
+
+The server's ``n_parallel`` slots decode concurrent requests in one batch, so
+dialogues in flight share the forward passes. Calls block inside C++ with the
+GIL released; we run each on a worker thread and cap them at the slot count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from pathlib import Path
+
+from .base import Completion, GenParams, LLMBackend, LLMError, LLMUnavailable, Prompt, as_messages
+
+_SERVERS: dict[tuple, object] = {}
+_SERVERS_LOCK = threading.Lock()
+
+
+def _load_server(path: Path, n_parallel: int, n_ctx_per_slot: int, threads: int):
+    key = (str(path), n_parallel, n_ctx_per_slot, threads)
+    with _SERVERS_LOCK:
+        if key in _SERVERS:
+            return _SERVERS[key]
+        try:
+            import xllamacpp as xl
+        except ImportError as e:  # pragma: no cover - core dependency
+            raise LLMUnavailable(f"xllamacpp is not installed: {e}") from e
+        p = xl.CommonParams()
+        p.model.path = str(path)
+        p.n_parallel = n_parallel
+        p.n_ctx = n_ctx_per_slot * n_parallel
+        p.cpuparams.n_threads = threads
+        p.cpuparams_batch.n_threads = threads
+        p.warmup = False
+        # llama.cpp logs every slot event; MADS_LLAMA_LOG=1 brings the log back for debugging
+        p.verbosity = 1 if os.environ.get("MADS_LLAMA_LOG") else -1
+        try:
+            server = xl.Server(p)
+        except Exception as e:
+            raise LLMUnavailable(f"could not load GGUF model {path}: {e}") from e
+        _SERVERS[key] = server
+        return server
+
+
+class EmbeddedBackend(LLMBackend):
+    name = "embedded"
+    supports_raw = True
+    supports_json_schema = True
+
+    def __init__(
+        self,
+        model: str | None = None,
+        n_parallel: int = 4,
+        n_ctx_per_slot: int = 4096,
+        threads: int | None = None,
+    ):
+        from .. import assets
+
+        try:
+            path = assets.resolve_gguf(model)
+        except assets.AssetError as e:
+            raise LLMUnavailable(str(e)) from e
+        super().__init__(model or assets.DEFAULT_LLM_PRESET)
+        self.path = path
+        self.concurrency = n_parallel
+        self.n_ctx_per_slot = n_ctx_per_slot
+        self.threads = threads or max(1, min(os.cpu_count() or 2, 8))
+        self._server = None
+        self._sem: asyncio.Semaphore | None = None
+
+    def _get_server(self):
+        if self._server is None:
+            self._server = _load_server(self.path, self.concurrency, self.n_ctx_per_slot, self.threads)
+        return self._server
+
+    def describe(self) -> dict:
+        return {
+            "backend": self.name,
+            "model": self.model,
+            "path": str(self.path),
+            "n_parallel": self.concurrency,
+            "n_ctx_per_slot": self.n_ctx_per_slot,
+            "threads": self.threads,
+        }
+
+    def _request(self, prompt: Prompt, params: GenParams) -> dict:
+        body: dict = {
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+        }
+        if params.stop:
+            body["stop"] = list(params.stop)
+        if params.seed is not None:
+            body["seed"] = int(params.seed) & 0x7FFFFFFF
+        schema = None
+        if params.json_schema is not None:
+            # llguidance otherwise lets small models pad JSON with newlines until max_tokens
+            schema = {"x-guidance": {"whitespace_flexible": False}, **params.json_schema}
+        if isinstance(prompt, str):
+            body["prompt"] = prompt
+            if schema is not None:
+                body["json_schema"] = schema
+        else:
+            body["messages"] = as_messages(prompt)
+            if schema is not None:
+                body["response_format"] = {"type": "json_schema", "json_schema": {"schema": schema}}
+        return body
+
+    def _call(self, prompt: Prompt, params: GenParams) -> Completion:
+        server = self._get_server()
+        body = self._request(prompt, params)
+        t0 = time.perf_counter()
+        try:
+            if isinstance(prompt, str):
+                r = server.handle_completions(body)
+            else:
+                r = server.handle_chat_completions(body)
+        except Exception as e:  # the binding raises plain exceptions for bad requests
+            raise LLMError(f"llama.cpp request failed: {e}") from e
+        dt = time.perf_counter() - t0
+        if not isinstance(r, dict) or "choices" not in r:
+            msg = r.get("error", r) if isinstance(r, dict) else r
+            raise LLMError(f"llama.cpp returned an error: {msg}")
+        ch = r["choices"][0]
+        text = ch["text"] if isinstance(prompt, str) else (ch.get("message") or {}).get("content") or ""
+        usage = r.get("usage") or {}
+        return Completion(
+            text=text,
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            cached_tokens=int((usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)),
+            finish_reason=ch.get("finish_reason"),
+            latency_s=dt,
+        )
+
+    async def _complete(self, prompt: Prompt, params: GenParams) -> Completion:
+        if self._sem is None:
+            self._sem = asyncio.Semaphore(self.concurrency)
+        async with self._sem:
+            return await asyncio.to_thread(self._call, prompt, params)
+
+    async def check(self) -> None:
+        await asyncio.to_thread(self._get_server)

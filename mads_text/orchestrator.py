@@ -1,0 +1,331 @@
+"""Self-play: User Agents talk to the Dialog Agent; the orchestrator owns the loop, end markers and records.
+
+A round is one agent turn followed by one user turn; the agent opens the call.
+A dialogue ends on the user's ``[ACCEPT]`` or ``[WITHDRAW]`` or after
+``max_rounds`` rounds. Many dialogues are in flight at once (as many as the
+backend serves concurrently); each finished one is appended to
+``RUN/dialogues.jsonl``, so rerunning the same command resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Literal
+
+from pydantic import BaseModel, Field
+
+from . import runstore
+from .agents import DialogAgent, UserAgent, derive_seed
+from .llm import GenParams, LLMBackend, LLMError, LLMUnavailable, make_backend
+from .personas import GROUPS, Persona, render_agent_prompt, render_user_prompt, sample_personas
+from .records import DialogueRecord, DialogueStats, RunManifest, Turn, Usage
+from .scenario import Scenario, load_scenario
+
+
+class SimulationConfig(BaseModel):
+    scenario: str = "insurance"
+    group: Literal["base", "sign", "mbti", "busi"] = "sign"
+    personas: int = Field(20, ge=1)
+    per_persona: int = Field(2, ge=1)
+    max_rounds: int = Field(8, ge=1)
+    seed: int = 7
+    backend: str = "embedded"
+    model: str | None = None
+    base_url: str | None = None
+    prompt_mode: Literal["auto", "chat", "transcript"] = "auto"
+    prompt_k: str | None = Field(None, description="Dialog Agent instruction/SOP; the scenario's meta instruction when absent")
+    prompt_version: str = "p0"
+    concurrency: int | None = Field(None, description="Dialogues in flight; the backend's slot count when absent")
+    user_params: GenParams = Field(default_factory=lambda: GenParams(temperature=0.9, max_tokens=80))
+    agent_params: GenParams = Field(default_factory=lambda: GenParams(temperature=0.7, max_tokens=90))
+
+
+def resolve_mode(cfg: SimulationConfig, backend: LLMBackend) -> str:
+    if cfg.prompt_mode != "auto":
+        return cfg.prompt_mode
+    return "transcript" if backend.name in ("embedded", "transformers", "scripted") else "chat"
+
+
+async def run_dialogue(
+    persona: Persona,
+    sample_index: int,
+    scenario: Scenario,
+    backend: LLMBackend,
+    cfg: SimulationConfig,
+    mode: str,
+) -> DialogueRecord:
+    did = f"{persona.id}-d{sample_index:02d}"
+    dseed = derive_seed(cfg.seed, persona.id, sample_index, cfg.prompt_version)
+    user = UserAgent(persona, scenario, backend, mode, params=cfg.user_params, seed=dseed)  # type: ignore[arg-type]
+    agent = DialogAgent(
+        scenario, backend, mode, prompt_k=cfg.prompt_k, user_name=persona.name,  # type: ignore[arg-type]
+        params=cfg.agent_params, seed=dseed,
+    )
+    turns: list[Turn] = []
+    usage = Usage()
+    stats = DialogueStats()
+    outcome = "max_rounds"
+    error = None
+    rounds = 0
+    t0 = time.perf_counter()
+    try:
+        for _ in range(cfg.max_rounds):
+            for participant in (agent, user):
+                r = await participant.next_turn(turns)
+                usage.add(r.prompt_tokens, r.completion_tokens)
+                stats.llm_calls += r.calls
+                stats.role_slips_cleaned += r.slips_cleaned
+                stats.role_slips_retried += r.slips_retried
+                stats.empty_retries += r.empty_retries
+                turns.append(Turn(role=participant.role, text=r.text))
+                if participant.role == "user":
+                    rounds += 1
+                    if r.marker is not None:
+                        outcome = r.marker
+            if outcome != "max_rounds":
+                break
+    except LLMUnavailable:
+        raise
+    except LLMError as e:
+        outcome, error = "error", str(e)
+    stats.wall_s = round(time.perf_counter() - t0, 3)
+    return DialogueRecord(
+        id=did,
+        scenario=scenario.name,
+        group=persona.group,
+        persona=persona.fields,
+        persona_id=persona.id,
+        sample_index=sample_index,
+        seed=dseed,
+        persona_prompt=render_user_prompt(persona, scenario),
+        agent_prompt=render_agent_prompt(scenario, cfg.prompt_k),
+        prompt_version=cfg.prompt_version,
+        turns=turns,
+        outcome=outcome,  # type: ignore[arg-type]
+        rounds=rounds,
+        usage=usage,
+        error=error,
+        stats=stats,
+    )
+
+
+@dataclass
+class SimulationResult:
+    run_dir: Path
+    produced: int
+    skipped: int
+    total: int
+    outcomes: Counter = field(default_factory=Counter)
+    wall_s: float = 0.0
+    completion_tokens: int = 0
+    prompt_tokens: int = 0
+    role_slips: int = 0
+
+    @property
+    def dialogues_per_min(self) -> float:
+        return 60 * self.produced / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.completion_tokens / self.wall_s if self.wall_s else 0.0
+
+
+class ResumeMismatch(runstore.RunStoreError):
+    pass
+
+
+def _check_resume(existing: RunManifest, cfg: SimulationConfig, scenario: Scenario, model: str) -> None:
+    problems = []
+    if existing.scenario != scenario.name:
+        problems.append(f"scenario {existing.scenario!r} vs {scenario.name!r}")
+    if existing.scenario_sha256 != scenario.sha256:
+        problems.append("the scenario file changed since the run started")
+    for key in ("group", "max_rounds", "seed", "backend", "prompt_version"):
+        old, new = getattr(existing, key), getattr(cfg, key)
+        if old != new:
+            problems.append(f"{key} {old!r} vs {new!r}")
+    if existing.model != model:
+        problems.append(f"model {existing.model!r} vs {model!r}")
+    if existing.agent_instruction != (cfg.prompt_k or scenario.agent.meta_instruction):
+        problems.append("the Dialog Agent instruction differs")
+    if problems:
+        raise ResumeMismatch(
+            "the output folder holds a different run (" + "; ".join(problems) + "); use another --out or delete it"
+        )
+
+
+def write_stats(run_dir: Path) -> dict:
+    recs = runstore.read_dialogues(run_dir, strict=False)
+    outcomes = Counter(r.outcome for r in recs)
+    n = len(recs)
+    stats = {
+        "n_dialogues": n,
+        "outcomes": dict(outcomes),
+        "acceptance_rate": outcomes.get("accept", 0) / n if n else 0.0,
+        "mean_rounds": sum(r.rounds for r in recs) / n if n else 0.0,
+        "prompt_tokens": sum(r.usage.prompt_tokens for r in recs),
+        "completion_tokens": sum(r.usage.completion_tokens for r in recs),
+        "llm_calls": sum(r.stats.llm_calls for r in recs),
+        "role_slips_cleaned": sum(r.stats.role_slips_cleaned for r in recs),
+        "role_slips_retried": sum(r.stats.role_slips_retried for r in recs),
+        "empty_retries": sum(r.stats.empty_retries for r in recs),
+        "dialogues_with_slips": sum(1 for r in recs if r.stats.role_slips_cleaned or r.stats.role_slips_retried),
+    }
+    runstore.write_json_atomic(run_dir / "stats.json", stats)
+    return stats
+
+
+ProgressFn = Callable[[DialogueRecord, int, int], None]
+
+
+async def simulate(
+    cfg: SimulationConfig,
+    out_dir: str | Path,
+    backend: LLMBackend | None = None,
+    progress: bool | ProgressFn = True,
+    retry_errors: bool = False,
+    limit: int | None = None,
+) -> SimulationResult:
+    """Run (or resume) a simulation into ``out_dir``. ``limit`` stops after that many new dialogues."""
+    scenario = load_scenario(cfg.scenario)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    own_backend = backend is None
+    if backend is None:
+        backend = make_backend(cfg.backend, cfg.model, base_url=cfg.base_url, parallel=cfg.concurrency)
+    mode = resolve_mode(cfg, backend)
+    model_name = backend.model
+
+    existing = runstore.read_manifest(out)
+    if existing is not None:
+        _check_resume(existing, cfg, scenario, model_name)
+    personas = sample_personas(scenario, cfg.group, cfg.personas, cfg.seed)
+    total = cfg.personas * cfg.per_persona
+    manifest = RunManifest(
+        created=(existing.created if existing else datetime.now(timezone.utc).isoformat(timespec="seconds")),
+        scenario=scenario.name,
+        scenario_file=scenario.source_file,
+        scenario_sha256=scenario.sha256,
+        group=cfg.group,
+        personas=max(cfg.personas, existing.personas if existing else 0),
+        per_persona=max(cfg.per_persona, existing.per_persona if existing else 0),
+        max_rounds=cfg.max_rounds,
+        seed=cfg.seed,
+        backend=cfg.backend,
+        model=model_name,
+        prompt_mode=mode,
+        agent_instruction=cfg.prompt_k or scenario.agent.meta_instruction,
+        prompt_version=cfg.prompt_version,
+        generation={
+            "user": cfg.user_params.model_dump(),
+            "agent": cfg.agent_params.model_dump(),
+            "backend": backend.describe(),
+        },
+        packages=runstore.package_versions(),
+        git_revision=runstore.git_revision(),
+        expected_dialogues=max(total, existing.expected_dialogues if existing else 0),
+    )
+
+    path = out / runstore.DIALOGUES
+    runstore.repair_tail(path)
+    done: dict[str, DialogueRecord] = {}
+    if path.exists():
+        for rec in runstore.iter_jsonl(path, DialogueRecord):
+            done[rec.id] = rec
+    if retry_errors and any(r.outcome == "error" for r in done.values()):
+        kept = [r for r in done.values() if r.outcome != "error"]
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(r.model_dump_json() + "\n" for r in kept), encoding="utf-8")
+        tmp.replace(path)
+        done = {r.id: r for r in kept}
+    runstore.write_json_atomic(out / runstore.MANIFEST, manifest)
+
+    todo = [
+        (p, k) for p in personas for k in range(cfg.per_persona) if f"{p.id}-d{k:02d}" not in done
+    ]
+    if limit is not None:
+        todo = todo[:limit]
+    skipped = total - len(todo) if limit is None else len(done)
+    result = SimulationResult(run_dir=out, produced=0, skipped=skipped, total=total)
+    if not todo:
+        write_stats(out)
+        return result
+
+    await backend.check()
+    concurrency = cfg.concurrency or max(1, backend.concurrency)
+    sem = asyncio.Semaphore(concurrency)
+    writer = runstore.JsonlWriter(path)
+    bar = _Progress(len(todo), total - len(todo), enabled=progress is True)
+    t0 = time.perf_counter()
+
+    async def one(p: Persona, k: int) -> None:
+        async with sem:
+            rec = await run_dialogue(p, k, scenario, backend, cfg, mode)
+        writer.append(rec)  # single writer: the event loop serialises appends
+        result.produced += 1
+        result.outcomes[rec.outcome] += 1
+        result.completion_tokens += rec.usage.completion_tokens
+        result.prompt_tokens += rec.usage.prompt_tokens
+        result.role_slips += rec.stats.role_slips_cleaned + rec.stats.role_slips_retried
+        bar.update(rec, result.completion_tokens, time.perf_counter() - t0)
+        if callable(progress):
+            progress(rec, result.produced, len(todo))
+
+    tasks = [asyncio.create_task(one(p, k)) for p, k in todo]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    finally:
+        result.wall_s = time.perf_counter() - t0
+        writer.close()
+        bar.close()
+        write_stats(out)
+        if own_backend:
+            await backend.aclose()
+    return result
+
+
+class _Progress:
+    """A rich progress bar with dialogues/s and generated tokens/s."""
+
+    def __init__(self, todo: int, already: int, enabled: bool):
+        self.enabled = enabled
+        if not enabled:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.p = Progress(
+            TextColumn("[bold]self-play"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            transient=False,
+        )
+        self.p.start()
+        self.task = self.p.add_task("dialogues", total=todo, rate="", completed=0)
+        if already:
+            self.p.console.print(f"resuming: {already} dialogues already in the run")
+
+    def update(self, rec: DialogueRecord, tokens: int, elapsed: float) -> None:
+        if not self.enabled:
+            return
+        done = self.p.tasks[0].completed + 1
+        rate = f"{done / elapsed:.2f} dlg/s  {tokens / elapsed:.1f} tok/s  last: {rec.outcome}"
+        self.p.update(self.task, advance=1, rate=rate)
+
+    def close(self) -> None:
+        if self.enabled:
+            self.p.stop()
+
+
+__all__ = ["GROUPS", "SimulationConfig", "SimulationResult", "run_dialogue", "simulate", "write_stats"]

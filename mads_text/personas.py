@@ -1,0 +1,229 @@
+"""Persona sampling into the paper's four groups and prompt rendering.
+
+Groups: ``base`` (demographic profile), ``sign`` (+ Zodiac sign), ``mbti``
+(+ MBTI type), ``busi`` (sign + business attributes). Each persona index draws
+from its own seeded streams: demographics from one, the Zodiac sign, MBTI type
+and business attributes from others. So persona *i* of ``sign`` is persona *i*
+of ``base`` plus a sign, the groups are paired for comparison, and asking for
+more personas never changes the first ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from . import prompts
+from .scenario import Attribute, BooleanAttr, CategoricalAttr, NumericAttr, Scenario
+
+GROUPS = ("base", "sign", "mbti", "busi")
+ZODIAC = (
+    "Aries", "Taurus", "Gemini", "Cancer", "Leo", "Virgo",
+    "Libra", "Scorpio", "Sagittarius", "Capricorn", "Aquarius", "Pisces",
+)  # fmt: skip
+MBTI = tuple(a + b + c + d for a in "EI" for b in "SN" for c in "TF" for d in "JP")
+
+# First names for the speaker label; chosen by gender so voices can match later.
+NAMES = {
+    "Male": ("James", "Wei", "Daniel", "Ming", "Robert", "Hao", "Michael", "Jun", "David", "Lei", "Thomas", "Kai",
+             "Andrew", "Bo", "Peter", "Tao", "Mark", "Chen", "Paul", "Yong"),
+    "Female": ("Mary", "Li", "Sarah", "Fang", "Linda", "Mei", "Emily", "Xia", "Anna", "Yan", "Laura", "Jing",
+               "Grace", "Lan", "Helen", "Na", "Susan", "Hui", "Karen", "Qing"),
+}  # fmt: skip
+
+_STREAM_DEMO, _STREAM_SIGN, _STREAM_MBTI, _STREAM_BUSI, _STREAM_NAME = range(5)
+
+
+class Persona(BaseModel):
+    id: str
+    index: int
+    scenario: str
+    group: str
+    seed: int
+    fields: dict[str, Any]
+    labels: dict[str, str]  # field -> display label, in render order
+    profile_keys: list[str]
+    business_keys: list[str]
+
+    @property
+    def name(self) -> str:
+        return str(self.fields.get("name", "Customer"))
+
+    @property
+    def traits(self) -> str | None:
+        sig = [self.fields[k] for k in ("zodiac", "mbti") if k in self.fields]
+        return " and ".join(map(str, sig)) if sig else None
+
+    def content_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.fields, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _rng(seed: int, index: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, index, stream]))
+
+
+def _draw(attr: Attribute, rng: np.random.Generator) -> tuple[Any, Any | None]:
+    """Return (value, exact numeric value drawn inside the candidate's range or None)."""
+    if isinstance(attr, CategoricalAttr):
+        p = np.array([c.p for c in attr.candidates], dtype=float)
+        i = int(rng.choice(len(p), p=p / p.sum()))
+        cand = attr.candidates[i]
+        exact = None
+        if cand.range is not None:
+            lo, hi = cand.range
+            exact = int(rng.integers(int(lo), int(hi) + 1))
+        return cand.value, exact
+    if isinstance(attr, BooleanAttr):
+        return bool(rng.random() < attr.prior["true"]), None
+    if isinstance(attr, NumericAttr):
+        lo, hi = attr.range
+        if attr.distribution == "uniform":
+            v = rng.integers(int(lo), int(hi) + 1) if attr.integer else rng.uniform(lo, hi)
+        else:
+            v = float(np.clip(rng.normal(attr.mean, attr.sd), lo, hi))
+            v = round(v) if attr.integer else v
+        return (int(v) if attr.integer else round(float(v), 2)), None
+    raise TypeError(f"unknown attribute {attr!r}")
+
+
+def _label(key: str, attr: Attribute) -> str:
+    return attr.label or key.replace("_", " ").title()
+
+
+def _weighted(options: dict[str, float] | None, default: tuple[str, ...], rng: np.random.Generator) -> str:
+    if options:
+        keys = list(options)
+        p = np.array([options[k] for k in keys], dtype=float)
+        return keys[int(rng.choice(len(keys), p=p / p.sum()))]
+    return default[int(rng.integers(len(default)))]
+
+
+def sample_persona(scenario: Scenario, group: str, index: int, seed: int) -> Persona:
+    if group not in GROUPS:
+        raise ValueError(f"unknown group '{group}'; choose one of {', '.join(GROUPS)}")
+    fields: dict[str, Any] = {}
+    labels: dict[str, str] = {}
+    profile_keys: list[str] = []
+    demo = _rng(seed, index, _STREAM_DEMO)
+    for key, attr in scenario.user_profile.items():
+        value, exact = _draw(attr, demo)
+        fields[key] = value
+        labels[key] = _label(key, attr)
+        profile_keys.append(key)
+        if isinstance(attr, CategoricalAttr) and attr.exact_as:
+            fields[attr.exact_as] = exact
+            labels[attr.exact_as] = attr.exact_label or attr.exact_as.replace("_", " ").title()
+            profile_keys.append(attr.exact_as)
+    gender = str(fields.get("gender", ""))
+    pool = NAMES.get(gender) or NAMES["Male"] + NAMES["Female"]
+    fields["name"] = pool[int(_rng(seed, index, _STREAM_NAME).integers(len(pool)))]
+    labels["name"] = "Name"
+    profile_keys.insert(0, "name")
+    if group in ("sign", "busi"):
+        fields["zodiac"] = _weighted(scenario.signifiers.zodiac, ZODIAC, _rng(seed, index, _STREAM_SIGN))
+    if group == "mbti":
+        fields["mbti"] = _weighted(scenario.signifiers.mbti, MBTI, _rng(seed, index, _STREAM_MBTI))
+    business_keys: list[str] = []
+    if group == "busi":
+        busi = _rng(seed, index, _STREAM_BUSI)
+        for key, attr in scenario.business_attributes.items():
+            value, _ = _draw(attr, busi)
+            fields[key] = value
+            labels[key] = _label(key, attr)
+            business_keys.append(key)
+    pid = f"{scenario.name}-{group}-s{seed}-p{index:04d}"
+    return Persona(
+        id=pid,
+        index=index,
+        scenario=scenario.name,
+        group=group,
+        seed=seed,
+        fields=fields,
+        labels=labels,
+        profile_keys=profile_keys,
+        business_keys=business_keys,
+    )
+
+
+def sample_personas(scenario: Scenario, group: str, n: int, seed: int, start: int = 0) -> list[Persona]:
+    return [sample_persona(scenario, group, i, seed) for i in range(start, start + n)]
+
+
+# --- rendering -----------------------------------------------------------------
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "Yes" if value else "No"
+    return str(value)
+
+
+def render_fields(persona: Persona, keys: list[str], bullet: str = "- ") -> str:
+    return "\n".join(f"{bullet}**{persona.labels[k]}**: {_fmt(persona.fields[k])}" for k in keys)
+
+
+def render_user_prompt(persona: Persona, scenario: Scenario) -> str:
+    """The User Agent system prompt of Appendix A.4."""
+    profile = prompts.indent(render_fields(persona, persona.profile_keys), "    ").lstrip()
+    business = prompts.indent(render_fields(persona, persona.business_keys), "    ").lstrip()
+    text = prompts.USER_AGENT_TEMPLATE
+    if persona.traits is None:
+        block = prompts.PERSONALITY_BLOCK
+        text = text.replace(block, "")
+    text = text.replace("    {business_attributes}\n", "" if not business else "    {business_attributes}\n")
+    return text.format(
+        user_profile=profile,
+        business_attributes=business,
+        personality_traits=persona.traits or "",
+        end_rule=prompts.END_RULE.format(acceptance_criteria=scenario.acceptance_criteria),
+    )
+
+
+def product_metadata(scenario: Scenario) -> str:
+    who = f"Caller: {scenario.agent.name}, {scenario.agent.company} (outbound phone call)"
+    return prompts.indent(f"{scenario.product.metadata.strip()}\n{who}", "  ").lstrip()
+
+
+def render_agent_prompt(scenario: Scenario, prompt_k: str | None = None) -> str:
+    """The Dialog Agent system prompt of Appendix A.4 with ``{prompt_k}`` = the current instruction/SOP."""
+    task = (prompt_k or scenario.agent.meta_instruction).strip()
+    return prompts.DIALOG_AGENT_TEMPLATE.format(
+        product_metadata=product_metadata(scenario), prompt_k=prompts.indent(task, "  ").lstrip()
+    )
+
+
+def profile_prose(persona: Persona) -> str:
+    """Profile as plain ``Label: value`` lines for transcript-mode headers."""
+    keys = [k for k in persona.profile_keys if k != "name"] + persona.business_keys
+    return "\n".join(f"- {persona.labels[k]}: {_fmt(persona.fields[k])}" for k in keys)
+
+
+def user_transcript_header(persona: Persona, scenario: Scenario) -> str:
+    personality = ""
+    if persona.traits:
+        personality = (
+            f"{persona.name}'s personality follows the commonly accepted and general {persona.traits} "
+            "personality traits, and it shows in how they talk.\n"
+        )
+    return prompts.USER_TRANSCRIPT_HEADER.format(
+        agent_name=scenario.agent.name,
+        company=scenario.agent.company,
+        user_name=persona.name,
+        profile_prose=profile_prose(persona),
+        personality_prose=personality,
+        acceptance_criteria=scenario.acceptance_criteria,
+    )
+
+
+def agent_transcript_header(scenario: Scenario, user_name: str, prompt_k: str | None = None) -> str:
+    return prompts.AGENT_TRANSCRIPT_HEADER.format(
+        agent_name=scenario.agent.name,
+        company=scenario.agent.company,
+        user_name=user_name,
+        product_metadata=scenario.product.metadata.strip(),
+        prompt_k=(prompt_k or scenario.agent.meta_instruction).strip(),
+    )

@@ -1,0 +1,160 @@
+"""CLI for the text core: simulate, show, scenarios, personas."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .llm import BACKENDS, LLMError, LLMUnavailable
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _read_text_arg(value: Optional[str]) -> Optional[str]:
+    """A literal string, or @path to read it from a file."""
+    if value and value.startswith("@"):
+        p = Path(value[1:])
+        if not p.exists():
+            _fail(f"{p}: file not found")
+        return p.read_text(encoding="utf-8")
+    return value
+
+
+def simulate_cmd(
+    scenario: str = typer.Option("insurance", help="Built-in scenario name (insurance, automotive, finance) or a YAML path."),
+    group: str = typer.Option("sign", help="Persona group: base (demographics), sign (+Zodiac), mbti (+MBTI), busi (sign + business attributes)."),
+    personas: int = typer.Option(20, min=1, help="Number of User Agent personas to sample."),
+    per_persona: int = typer.Option(2, min=1, help="Independent dialogues per persona (N)."),
+    max_rounds: int = typer.Option(8, min=1, help="Rounds T (agent turn + user turn) before a dialogue ends as max_rounds."),
+    seed: int = typer.Option(7, help="Seed for persona sampling and generation; same seed, same personas."),
+    out: Path = typer.Option(..., help="Run folder; rerunning the same command resumes into it."),
+    backend: str = typer.Option("embedded", help=f"LLM backend: {', '.join(BACKENDS)}."),
+    model: Optional[str] = typer.Option(None, help="Embedded: preset qwen1.5b (default) or smollm2, or a .gguf path. openai: served model name. vllm/transformers: checkpoint folder."),
+    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (openai backend)."),
+    prompt_mode: str = typer.Option("auto", help="auto (transcript for embedded/transformers, chat otherwise), chat or transcript."),
+    prompt: Optional[str] = typer.Option(None, help="Dialog Agent instruction/SOP replacing the scenario's meta instruction; @file reads a file."),
+    prompt_version: str = typer.Option("p0", help="Label stored with every record for this instruction."),
+    concurrency: Optional[int] = typer.Option(None, help="Dialogues in flight (default: the backend's parallel slots, 4 for embedded)."),
+    cache: Optional[Path] = typer.Option(None, help="SQLite request cache; reruns of identical requests are free and exact."),
+    retry_errors: bool = typer.Option(False, help="Redo dialogues recorded with outcome 'error'."),
+) -> None:
+    """Run persona-driven self-play and write RUN/dialogues.jsonl (resumable)."""
+    from .llm import make_backend
+    from .orchestrator import SimulationConfig, simulate
+    from .runstore import RunStoreError
+    from .scenario import ScenarioError, load_scenario
+
+    try:
+        load_scenario(scenario)
+        cfg = SimulationConfig(
+            scenario=scenario, group=group, personas=personas, per_persona=per_persona, max_rounds=max_rounds,
+            seed=seed, backend=backend, model=model, base_url=base_url, prompt_mode=prompt_mode,
+            prompt_k=_read_text_arg(prompt), prompt_version=prompt_version, concurrency=concurrency,
+        )
+    except ScenarioError as e:
+        _fail(str(e))
+    except ValueError as e:
+        _fail(str(e))
+    try:
+        be = make_backend(backend, model, base_url=base_url, cache=cache, parallel=concurrency)
+        res = asyncio.run(simulate(cfg, out, backend=be, retry_errors=retry_errors))
+    except LLMUnavailable as e:
+        _fail(f"LLM backend unavailable: {e}")
+    except (RunStoreError, LLMError) as e:
+        _fail(str(e))
+    typer.echo(
+        f"{out}: {res.produced} new dialogues, {res.skipped} already there, {res.total} expected; "
+        f"outcomes {dict(res.outcomes)}; {res.dialogues_per_min:.2f} dialogues/min, "
+        f"{res.tokens_per_s:.1f} generated tokens/s; role slips handled: {res.role_slips}"
+    )
+
+
+def show_cmd(
+    run: Path = typer.Argument(..., help="Run folder."),
+    limit: int = typer.Option(3, help="Number of dialogues to print."),
+    dialogue_id: Optional[str] = typer.Option(None, "--id", help="Print this dialogue only."),
+) -> None:
+    """Print dialogues of a run as readable transcripts."""
+    from .runstore import RunStoreError, read_dialogues, read_manifest
+
+    try:
+        recs = read_dialogues(run)
+        man = read_manifest(run)
+    except RunStoreError as e:
+        _fail(str(e))
+    if dialogue_id:
+        recs = [r for r in recs if r.id == dialogue_id]
+        if not recs:
+            _fail(f"no dialogue '{dialogue_id}' in {run}")
+    agent_name = "Agent"
+    if man is not None:
+        from .scenario import ScenarioError, load_scenario
+
+        try:
+            agent_name = load_scenario(man.scenario_file or man.scenario).agent.name
+        except ScenarioError:
+            pass
+    for r in recs[:limit]:
+        p = r.persona
+        sig = " ".join(str(p[k]) for k in ("zodiac", "mbti") if k in p)
+        typer.secho(
+            f"\n== {r.id}  [{r.outcome}, {r.rounds} rounds]  {p.get('name')}, {p.get('gender')}, {p.get('age')} {sig}",
+            bold=True,
+        )
+        for t in r.turns:
+            who = agent_name if t.role == "agent" else p.get("name", "User")
+            typer.echo(f"{who}: {t.text}")
+
+
+def scenarios_cmd(validate: Optional[Path] = typer.Option(None, help="Validate this scenario file and exit.")) -> None:
+    """List built-in scenarios, or validate a scenario file."""
+    from .scenario import ScenarioError, builtin_scenarios, load_scenario
+
+    if validate is not None:
+        try:
+            sc = load_scenario(str(validate))
+        except ScenarioError as e:
+            _fail(str(e))
+        typer.echo(f"{validate}: ok ({sc.name}: {len(sc.user_profile)} profile fields, {len(sc.business_attributes)} business attributes)")
+        return
+    for name in builtin_scenarios():
+        sc = load_scenario(name)
+        typer.echo(f"{name:12s} {sc.description}")
+
+
+def personas_cmd(
+    scenario: str = typer.Option("insurance", help="Scenario name or YAML path."),
+    group: str = typer.Option("sign", help="base, sign, mbti or busi."),
+    n: int = typer.Option(3, min=1, help="How many personas."),
+    seed: int = typer.Option(7, help="Sampling seed."),
+    prompt: bool = typer.Option(False, help="Print the rendered User Agent prompt instead of the fields."),
+) -> None:
+    """Sample personas and print their fields (JSON lines) or prompts."""
+    from .personas import render_user_prompt, sample_personas
+    from .scenario import ScenarioError, load_scenario
+
+    try:
+        sc = load_scenario(scenario)
+        ps = sample_personas(sc, group, n, seed)
+    except (ScenarioError, ValueError) as e:
+        _fail(str(e))
+    for p in ps:
+        if prompt:
+            typer.echo(f"# {p.id}\n{render_user_prompt(p, sc)}\n")
+        else:
+            sys.stdout.write(json.dumps({"id": p.id, **p.fields}, ensure_ascii=False) + "\n")
+
+
+def register(app: typer.Typer, train: typer.Typer, eval_: typer.Typer) -> None:
+    app.command("simulate")(simulate_cmd)
+    app.command("show")(show_cmd)
+    app.command("scenarios")(scenarios_cmd)
+    app.command("personas")(personas_cmd)

@@ -1,0 +1,95 @@
+"""Control flow of the participants with a scripted backend, and both prompt framings."""
+
+import asyncio
+
+from mads_text.agents import DialogAgent, UserAgent, clean_reply, extract_marker, trim_to_sentence
+from mads_text.llm import Message
+from mads_text.llm.fake import ScriptedBackend
+from mads_text.personas import sample_persona
+from mads_text.records import Turn
+from mads_text.scenario import load_scenario
+
+SC = load_scenario("insurance")
+P = sample_persona(SC, "sign", 0, seed=7)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_extract_marker_variants():
+    assert extract_marker("Sure, send it. [ACCEPT]") == ("Sure, send it.", "accept")
+    assert extract_marker("no thanks [withdraw]") == ("no thanks", "withdraw")
+    assert extract_marker("[ ACCEPTED ] ok") == ("ok", "accept")
+    assert extract_marker("ok [ACCEPT] wait, no [WITHDRAW]") == ("ok wait, no", "withdraw")
+    assert extract_marker("plain") == ("plain", None)
+
+
+def test_clean_reply_prefixes_and_slips():
+    kw = dict(own_name="Fang", other_name="Li Wei", other_last="Would you like our plan?")
+    assert clean_reply("Fang: Not really.", **kw).text == "Not really."
+    r = clean_reply("Not really. Li Wei: But why not?", **kw)
+    assert r.text == "Not really." and r.cleaned and r.retry is None
+    assert clean_reply("Li Wei: Our plan is great!", **kw).retry == "spoke as the other speaker"
+    assert clean_reply("User: hmm ok", **kw).text == "hmm ok"
+    assert clean_reply("   ", **kw).retry == "empty"
+    assert clean_reply("[ACCEPT]", **kw).retry == "empty"  # words are requested again
+    echo = clean_reply("Hello?", own_name="Fang", other_name="Li Wei", other_last="Hello?")
+    assert echo.retry is None  # short lines may legitimately repeat
+    echo = clean_reply("Would you like to buy our critical illness plan today?", own_name="Fang", other_name="Li Wei",
+                       other_last="Would you like to buy our critical illness plan today?")
+    assert echo.retry == "echoed the other speaker"
+    imp = clean_reply("Hello, I'm Li Wei from Anxin.", impersonation=["I'm Li Wei"], **kw)
+    assert imp.retry and "salesperson" in imp.retry
+
+
+def test_trim_to_sentence():
+    assert trim_to_sentence("It covers 70 illnesses. It also pays") == "It covers 70 illnesses."
+    assert trim_to_sentence("short. and") == "short. and"
+
+
+def test_user_agent_retries_a_slip_then_strips_marker():
+    be = ScriptedBackend(["Li Wei: Buy now!", "Hmm, maybe. Send me the link. [ACCEPT]"])
+    user = UserAgent(P, SC, be, "transcript", seed=1)
+    r = run(user.next_turn([Turn(role="agent", text="Hello, can you hear me?")]))
+    assert r.text == "Hmm, maybe. Send me the link." and r.marker == "accept"
+    assert r.calls == 2 and r.slips_retried == 1
+    # different seeds for the retry, and the transcript framing ends with the speaker's name
+    (p1, a1), (p2, a2) = be.calls
+    assert a1.seed != a2.seed
+    assert isinstance(p1, str) and p1.endswith("Li Wei: Hello, can you hear me?\nFang:")
+    assert "\n" in a1.stop and "Li Wei:" in a1.stop
+
+
+def test_retries_are_bounded_and_marker_kept():
+    be = ScriptedBackend(["[WITHDRAW]", "[WITHDRAW]", "[WITHDRAW]"])
+    r = run(UserAgent(P, SC, be, "transcript").next_turn([Turn(role="agent", text="Hi")]))
+    assert r.calls == 3 and r.marker == "withdraw" and r.text  # canned words for a bare marker
+
+
+def test_agent_never_ends_the_call():
+    be = ScriptedBackend(["Great, I'll send it. [ACCEPT]"])
+    r = run(DialogAgent(SC, be, "transcript", user_name="Fang").next_turn([]))
+    assert r.marker is None and r.text == "Great, I'll send it."
+
+
+def test_chat_framing_uses_paper_prompts():
+    be = ScriptedBackend(["Hello, this is Li Wei from Anxin Insurance.", "Who is this?"])
+    agent = DialogAgent(SC, be, "chat", user_name="Fang")
+    user = UserAgent(P, SC, be, "chat")
+    a = run(agent.next_turn([]))
+    hist = [Turn(role="agent", text=a.text)]
+    run(user.next_turn(hist))
+    agent_msgs, user_msgs = be.calls[0][0], be.calls[1][0]
+    assert isinstance(agent_msgs, list) and agent_msgs[0].role == "system"
+    assert agent_msgs[0].content == agent.system_prompt and "<reference_information>" in agent.system_prompt
+    assert user_msgs[0] == Message(role="system", content=user.system_prompt)
+    assert user_msgs[1] == Message(role="user", content=a.text)  # the other side is "user"
+
+
+def test_fixed_opening_is_used():
+    sc = SC.model_copy(deep=True)
+    sc.agent.opening = "Hello, can you hear me?"
+    be = ScriptedBackend([])
+    assert run(DialogAgent(sc, be, "transcript").next_turn([])).text == "Hello, can you hear me?"
+    assert be.calls == []
