@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from . import runstore
 from .agents import DialogAgent, UserAgent, derive_seed
@@ -29,8 +29,9 @@ from .scenario import Scenario, load_scenario
 
 class SimulationConfig(BaseModel):
     scenario: str = "insurance"
-    group: Literal["base", "sign", "mbti", "busi"] = "sign"
-    personas: int = Field(20, ge=1)
+    group: str = Field("sign", description="base, sign, mbti or busi; the personas' own group with personas_file")
+    personas_file: str | None = Field(None, description="JSONL of imported personas (mads import-personas) instead of sampling")
+    personas: int | None = Field(None, ge=1, description="How many personas (default 20 sampled, or all of personas_file)")
     per_persona: int = Field(2, ge=1)
     max_rounds: int = Field(8, ge=1)
     seed: int = 7
@@ -43,6 +44,22 @@ class SimulationConfig(BaseModel):
     concurrency: int | None = Field(None, description="Dialogues in flight; the backend's slot count when absent")
     user_params: GenParams = Field(default_factory=lambda: GenParams(temperature=0.9, max_tokens=80))
     agent_params: GenParams = Field(default_factory=lambda: GenParams(temperature=0.7, max_tokens=90))
+
+    @model_validator(mode="after")
+    def _group_known(self):
+        if self.personas_file is None and self.group not in GROUPS:
+            raise ValueError(f"unknown group '{self.group}'; choose one of {', '.join(GROUPS)}")
+        return self
+
+
+def load_personas_file(path: str, limit: int | None = None) -> list[Persona]:
+    recs = list(runstore.iter_jsonl(path, Persona, strict=True))
+    if not recs:
+        raise runstore.RunStoreError(f"{path}: no personas")
+    ids = [p.id for p in recs]
+    if len(set(ids)) != len(ids):
+        raise runstore.RunStoreError(f"{path}: duplicate persona ids")
+    return recs[:limit] if limit else recs
 
 
 def resolve_mode(cfg: SimulationConfig, backend: LLMBackend) -> str:
@@ -202,9 +219,14 @@ async def simulate(
     model_name = backend.model
 
     existing = runstore.read_manifest(out)
+    if cfg.personas_file:
+        personas = load_personas_file(cfg.personas_file, cfg.personas)
+        cfg = cfg.model_copy(update={"group": personas[0].group, "personas": len(personas)})
+    else:
+        personas = sample_personas(scenario, cfg.group, cfg.personas or 20, cfg.seed)
+        cfg = cfg.model_copy(update={"personas": len(personas)})
     if existing is not None:
         _check_resume(existing, cfg, scenario, model_name)
-    personas = sample_personas(scenario, cfg.group, cfg.personas, cfg.seed)
     total = cfg.personas * cfg.per_persona
     manifest = RunManifest(
         created=(existing.created if existing else datetime.now(timezone.utc).isoformat(timespec="seconds")),
@@ -229,6 +251,7 @@ async def simulate(
         packages=runstore.package_versions(),
         git_revision=runstore.git_revision(),
         expected_dialogues=max(total, existing.expected_dialogues if existing else 0),
+        personas_file=cfg.personas_file,
     )
 
     path = out / runstore.DIALOGUES
@@ -276,7 +299,7 @@ async def simulate(
         if callable(progress):
             progress(rec, result.produced, len(todo))
 
-    tasks = [asyncio.create_task(one(p, k)) for p, k in todo]
+    tasks = [asyncio.create_task(one(p, k), name=f"{p.id}-d{k:02d}") for p, k in todo]
     try:
         await asyncio.gather(*tasks)
     except BaseException:

@@ -179,12 +179,14 @@ def render_user_prompt(persona: Persona, scenario: Scenario) -> str:
         user_profile=profile,
         business_attributes=business,
         personality_traits=persona.traits or "",
-        end_rule=prompts.END_RULE.format(acceptance_criteria=scenario.acceptance_criteria),
+        end_rule=prompts.END_RULE.format(
+            acceptance_criteria=scenario.acceptance_criteria, medium=scenario.medium, agent_name=scenario.agent.name
+        ),
     )
 
 
 def product_metadata(scenario: Scenario) -> str:
-    who = f"Caller: {scenario.agent.name}, {scenario.agent.company} (outbound phone call)"
+    who = f"You are {scenario.agent.name}, {scenario.agent.company} ({scenario.medium})"
     return prompts.indent(f"{scenario.product.metadata.strip()}\n{who}", "  ").lstrip()
 
 
@@ -210,6 +212,7 @@ def user_transcript_header(persona: Persona, scenario: Scenario) -> str:
             "personality traits, and it shows in how they talk.\n"
         )
     return prompts.USER_TRANSCRIPT_HEADER.format(
+        medium=scenario.medium,
         agent_name=scenario.agent.name,
         company=scenario.agent.company,
         user_name=persona.name,
@@ -221,6 +224,7 @@ def user_transcript_header(persona: Persona, scenario: Scenario) -> str:
 
 def agent_transcript_header(scenario: Scenario, user_name: str, prompt_k: str | None = None) -> str:
     return prompts.AGENT_TRANSCRIPT_HEADER.format(
+        medium=scenario.medium,
         agent_name=scenario.agent.name,
         company=scenario.agent.company,
         user_name=user_name,

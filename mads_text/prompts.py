@@ -32,7 +32,7 @@ PERSONALITY_BLOCK = """  <personality>
 """
 
 END_RULE = (
-    "  3.You are receiving a phone call. When you decide to accept ({acceptance_criteria}), end your reply with "
+    "  3.You are in a {medium} with {agent_name}. When you decide to accept ({acceptance_criteria}), end your reply with "
     "[ACCEPT]. When you want to end the call without accepting, end your reply with [WITHDRAW].\n"
 )
 
@@ -52,23 +52,23 @@ CALL_CONNECTED = "(The call has connected. Greet the customer and open the conve
 # Small models keep their roles only when they continue a transcript: a prose
 # header, then "Name: utterance" lines, ending with the next speaker's name.
 
-USER_TRANSCRIPT_HEADER = """The following is the transcript of a phone call. {agent_name} from {company} calls {user_name}.
+USER_TRANSCRIPT_HEADER = """The following is the transcript of a {medium} between {agent_name} ({company}) and {user_name}.
 
 About {user_name}:
 {profile_prose}
-{personality_prose}{user_name} did not expect this call and has their own life, budget and doubts; {user_name} answers in one or two short, casual, spoken sentences, like a real person on the phone, reacts to what {agent_name} actually says, asks what they want to know, and does not have to be polite or agree. When {user_name} decides to accept ({acceptance_criteria}), {user_name} ends the line with [ACCEPT]. When {user_name} wants to end the call without accepting, {user_name} ends the line with [WITHDRAW].
+{personality_prose}{user_name} did not expect this {medium} and has their own life, budget and doubts; {user_name} answers in one or two short, casual, spoken sentences, like a real person in a {medium}, reacts to what {agent_name} actually says, asks what they want to know, and does not have to be polite or agree. When {user_name} decides to accept ({acceptance_criteria}), {user_name} ends the line with [ACCEPT]. When {user_name} wants to end the {medium} without accepting, {user_name} ends the line with [WITHDRAW].
 
 Transcript:
 """
 
-AGENT_TRANSCRIPT_HEADER = """The following is the transcript of a phone call. {agent_name}, a sales consultant at {company}, calls a customer, {user_name}.
+AGENT_TRANSCRIPT_HEADER = """The following is the transcript of a {medium}. {agent_name} ({company}) talks with {user_name}.
 
 Product facts {agent_name} can use:
 {product_metadata}
 
 {agent_name}'s task: {prompt_k}
 
-{user_name} has not heard of the product before. {agent_name} leads the call: introduces the product, asks about {user_name}'s situation, answers questions only with the facts above, handles objections, and asks for a decision or a concrete next step. {agent_name} speaks in one to three short spoken sentences per turn.
+{user_name} has not heard of the product before. {agent_name} leads the conversation: introduces the product, asks about {user_name}'s situation, answers questions only with the facts above, handles objections, and asks for a decision or a concrete next step. {agent_name} speaks in one to three short, natural sentences per turn.
 
 Transcript:
 """

@@ -98,3 +98,4 @@ class RunManifest(BaseModel):
     packages: dict[str, str] = Field(default_factory=dict)
     git_revision: str | None = None
     expected_dialogues: int = 0
+    personas_file: str | None = None

@@ -142,6 +142,7 @@ class Scenario(_Strict):
     name: str = Field(pattern=r"^[a-z0-9_\-]+$")
     description: str = ""
     language: str = "en"
+    medium: str = Field("phone call", description="What the conversation is (phone call, online chat); shapes the prompts")
     product: Product
     agent: AgentConfig
     user_profile: dict[str, Attribute] = Field(min_length=1)

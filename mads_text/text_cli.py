@@ -31,7 +31,8 @@ def _read_text_arg(value: Optional[str]) -> Optional[str]:
 def simulate_cmd(
     scenario: str = typer.Option("insurance", help="Built-in scenario name (insurance, automotive, finance) or a YAML path."),
     group: str = typer.Option("sign", help="Persona group: base (demographics), sign (+Zodiac), mbti (+MBTI), busi (sign + business attributes)."),
-    personas: int = typer.Option(20, min=1, help="Number of User Agent personas to sample."),
+    personas: Optional[int] = typer.Option(None, min=1, help="Number of User Agent personas (default 20 sampled; with --personas-file, all of them)."),
+    personas_file: Optional[Path] = typer.Option(None, help="JSONL of imported personas (mads import-personas) instead of sampling."),
     per_persona: int = typer.Option(2, min=1, help="Independent dialogues per persona (N)."),
     max_rounds: int = typer.Option(8, min=1, help="Rounds T (agent turn + user turn) before a dialogue ends as max_rounds."),
     seed: int = typer.Option(7, help="Seed for persona sampling and generation; same seed, same personas."),
@@ -56,6 +57,7 @@ def simulate_cmd(
         load_scenario(scenario)
         cfg = SimulationConfig(
             scenario=scenario, group=group, personas=personas, per_persona=per_persona, max_rounds=max_rounds,
+            personas_file=str(personas_file) if personas_file else None,
             seed=seed, backend=backend, model=model, base_url=base_url, prompt_mode=prompt_mode,
             prompt_k=_read_text_arg(prompt), prompt_version=prompt_version, concurrency=concurrency,
         )
@@ -153,8 +155,73 @@ def personas_cmd(
             sys.stdout.write(json.dumps({"id": p.id, **p.fields}, ensure_ascii=False) + "\n")
 
 
+def import_personas_cmd(
+    mapping: Path = typer.Option(..., help="Field-mapping YAML (source columns -> persona fields); see docs/personas.md."),
+    table: Path = typer.Option(..., help="Source table (CSV) with one profile per row."),
+    scenario: str = typer.Option(..., help="Scenario the personas will face (name or YAML path)."),
+    out: Path = typer.Option(..., help="Output JSONL of personas, for mads simulate --personas-file."),
+    limit: Optional[int] = typer.Option(None, min=1, help="Keep the first N kept rows."),
+) -> None:
+    """Turn external profile records (CRM, survey panel) into personas through a validated mapping."""
+    from .persona_import import MappingError, import_personas, load_mapping
+    from .runstore import JsonlWriter
+    from .scenario import ScenarioError, load_scenario
+
+    try:
+        sc = load_scenario(scenario)
+        ps = import_personas(load_mapping(mapping), table, sc.name, limit=limit)
+    except (MappingError, ScenarioError) as e:
+        _fail(str(e))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp.unlink(missing_ok=True)
+    with JsonlWriter(tmp) as w:
+        for p in ps:
+            w.append(p)
+    tmp.replace(out)
+    typer.echo(f"{out}: {len(ps)} personas")
+
+
+def fidelity_cmd(
+    data: Path = typer.Option(Path("../shared/data/p4g"), help="P4G data folder (full_info.csv, full_dialog.csv)."),
+    personas: int = typer.Option(40, min=1, help="How many real persuadees to simulate (random sample by --seed)."),
+    per_person: int = typer.Option(2, min=1, help="Simulated dialogues per person."),
+    max_rounds: int = typer.Option(10, min=1, help="Rounds per dialogue (P4G's median is about 10 turns)."),
+    seed: int = typer.Option(7, help="Sampling and generation seed."),
+    out: Path = typer.Option(..., help="Output folder (resumable): personas.jsonl, run/, fidelity.json, report.md."),
+    backend: str = typer.Option("embedded", help=f"LLM backend: {', '.join(BACKENDS)}."),
+    model: Optional[str] = typer.Option(None, help="Model for the backend (see mads simulate --help)."),
+    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint."),
+    mapping: Optional[Path] = typer.Option(None, help="Persona mapping file (default: the shipped P4G mapping)."),
+    concurrency: Optional[int] = typer.Option(None, help="Dialogues in flight."),
+    coa: bool = typer.Option(True, help="Also compare Chain-of-Attitude entropy with the same people's real dialogues."),
+) -> None:
+    """Simulate real P4G persuadees from their profiles and compare with what they actually did."""
+    from .fidelity import run_fidelity
+    from .persona_import import MappingError
+    from .runstore import RunStoreError
+
+    if not (data / "full_info.csv").exists():
+        _fail(f"{data}/full_info.csv not found: pass --data pointing at the P4G folder")
+    try:
+        res = run_fidelity(str(data), str(out), personas, per_person, max_rounds, seed, backend, model, base_url,
+                           str(mapping) if mapping else None, concurrency, coa)
+    except LLMUnavailable as e:
+        _fail(f"LLM backend unavailable: {e}")
+    except (MappingError, RunStoreError, ValueError) as e:
+        _fail(str(e))
+    r, s, g = res["real_donation_rate"], res["sim_donation_rate"], res["gap_sim_minus_real"]
+    typer.echo(
+        f"real donation rate {100 * r['rate']:.1f} % [{100 * r['lo']:.1f}, {100 * r['hi']:.1f}], simulated "
+        f"{100 * s['rate']:.1f} % [{100 * s['lo']:.1f}, {100 * s['hi']:.1f}], gap {100 * g['value']:+.1f} pts "
+        f"[{100 * g['lo']:+.1f}, {100 * g['hi']:+.1f}]; report: {out / 'report.md'}"
+    )
+
+
 def register(app: typer.Typer, train: typer.Typer, eval_: typer.Typer) -> None:
     app.command("simulate")(simulate_cmd)
     app.command("show")(show_cmd)
     app.command("scenarios")(scenarios_cmd)
     app.command("personas")(personas_cmd)
+    app.command("import-personas")(import_personas_cmd)
+    app.command("fidelity")(fidelity_cmd)

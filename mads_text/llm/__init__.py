@@ -32,7 +32,7 @@ def make_backend(
     api_key: str | None = None,
     cache: str | Path | None = None,
     retries: int = 3,
-    timeout_s: float | None = 300.0,
+    timeout_s: float | None = -1,
     parallel: int | None = None,
     **kwargs,
 ) -> LLMBackend:
@@ -59,6 +59,10 @@ def make_backend(
         inner = TransformersBackend(model or "smollm2", max_batch=parallel or 8, **kwargs)
     else:
         raise LLMUnavailable(f"unknown backend '{backend}'; choose one of {', '.join(BACKENDS)}")
+    if timeout_s == -1:
+        # an in-process request cannot be cancelled (its thread keeps decoding), so a timeout
+        # would only pile retries onto a busy machine; remote endpoints get 5 minutes
+        timeout_s = None if backend in ("embedded", "transformers", "vllm") else 300.0
     # the cache sits outside the retries so a cached answer never waits on a backoff
     wrapped: LLMBackend = RetryingBackend(inner, retries=retries, timeout_s=timeout_s)
     if cache:

@@ -4,7 +4,14 @@ from scipy.stats import chisquare
 from mads_text.personas import GROUPS, MBTI, ZODIAC, render_agent_prompt, render_user_prompt, sample_persona, sample_personas
 from mads_text.scenario import load_scenario
 
-N = 4000
+import functools
+
+N = 3000
+
+
+@functools.cache
+def busi_personas():
+    return sample_personas(load_scenario("insurance"), "busi", N, seed=11)
 
 
 def _chi2_ok(observed_values, candidates, probs):
@@ -15,7 +22,7 @@ def _chi2_ok(observed_values, candidates, probs):
 
 def test_categorical_and_boolean_priors_match():
     sc = load_scenario("insurance")
-    ps = sample_personas(sc, "busi", N, seed=11)
+    ps = busi_personas()
     hs = sc.business_attributes["health_status"]
     p = _chi2_ok([x.fields["health_status"] for x in ps], [c.value for c in hs.candidates], [c.p for c in hs.candidates])
     assert p > 0.001
@@ -32,7 +39,7 @@ def test_categorical_and_boolean_priors_match():
 def test_a_wrong_prior_is_detected():
     # the check has power: sampled health status does not fit a uniform prior
     sc = load_scenario("insurance")
-    ps = sample_personas(sc, "busi", N, seed=11)
+    ps = busi_personas()
     hs = sc.business_attributes["health_status"]
     p = _chi2_ok([x.fields["health_status"] for x in ps], [c.value for c in hs.candidates], [1 / 7] * 7)
     assert p < 1e-6
@@ -40,7 +47,7 @@ def test_a_wrong_prior_is_detected():
 
 def test_exact_age_inside_band_and_numeric_in_range():
     sc = load_scenario("insurance")
-    for x in sample_personas(sc, "busi", 500, seed=3):
+    for x in busi_personas()[:500]:
         lo, hi = map(int, x.fields["age_range"].split("-"))
         assert lo <= x.fields["age"] <= hi
         assert 0 <= x.fields["monthly_insurance_budget"] <= 800
@@ -48,9 +55,9 @@ def test_exact_age_inside_band_and_numeric_in_range():
 
 def test_signifiers_uniform():
     sc = load_scenario("insurance")
-    z = [x.fields["zodiac"] for x in sample_personas(sc, "sign", N, seed=5)]
+    z = [x.fields["zodiac"] for x in busi_personas()]
     assert _chi2_ok(z, list(ZODIAC), [1 / 12] * 12) > 0.001
-    m = [x.fields["mbti"] for x in sample_personas(sc, "mbti", N, seed=5)]
+    m = [x.fields["mbti"] for x in sample_personas(sc, "mbti", 2000, seed=5)]
     assert _chi2_ok(m, list(MBTI), [1 / 16] * 16) > 0.001
 
 

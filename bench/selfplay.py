@@ -1,0 +1,132 @@
+"""Self-play throughput and orchestration overhead on one backend.
+
+Phase 1 runs ``mads simulate`` in-process and records every LLM request with the
+dialogue it belongs to. Phase 2, in a fresh process with a fresh model, replays
+exactly those requests straight to the raw backend with the same concurrency
+(each worker sends one dialogue's requests in order, as self-play must). The
+ratio of generated tokens/s (self-play / raw) is the share of backend speed
+the orchestration keeps.
+
+    python bench/selfplay.py --model smollm2 --personas 8 --concurrency 4
+    python bench/selfplay.py --model qwen1.5b --personas 4 --max-rounds 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import pickle
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from mads_text.llm import make_backend
+from mads_text.llm.base import GenParams, LLMBackend
+from mads_text.llm.wrappers import _Delegating
+
+
+class Recorder(_Delegating):
+    def __init__(self, inner: LLMBackend):
+        super().__init__(inner)
+        self.log: list[tuple[str, object, GenParams]] = []
+
+    async def _complete(self, prompt, params):
+        self.log.append((asyncio.current_task().get_name(), prompt, params))
+        return await self.inner.complete(prompt, params)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def phase_selfplay(a) -> dict:
+    from mads_text.orchestrator import SimulationConfig, simulate
+
+    backend = Recorder(make_backend("embedded", a.model, parallel=a.concurrency, retries=0))
+    cfg = SimulationConfig(scenario=a.scenario, group="sign", personas=a.personas, per_persona=1,
+                           max_rounds=a.max_rounds, seed=a.seed, model=a.model, concurrency=a.concurrency)
+    with tempfile.TemporaryDirectory() as d:
+        asyncio.run(backend.check())  # load the model before the clock starts
+        t0 = time.perf_counter()
+        res = asyncio.run(simulate(cfg, Path(d) / "run", backend=backend, progress=False))
+        wall = time.perf_counter() - t0
+    by_dialogue: dict[str, list] = {}
+    for name, prompt, params in backend.log:
+        by_dialogue.setdefault(name, []).append((prompt, params))
+    Path(a.requests).write_bytes(pickle.dumps(list(by_dialogue.values())))
+    return {
+        "dialogues": res.produced,
+        "wall_s": wall,
+        "dialogues_per_min": 60 * res.produced / wall,
+        "completion_tokens": res.completion_tokens,
+        "tokens_per_s": res.completion_tokens / wall,
+        "llm_calls": len(backend.log),
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def phase_raw(a) -> dict:
+    dialogues = pickle.loads(Path(a.requests).read_bytes())
+    backend = make_backend("embedded", a.model, parallel=a.concurrency, retries=0).unwrap()
+
+    async def main():
+        await backend.check()
+        queue = list(dialogues)
+        tokens = 0
+
+        async def worker():
+            nonlocal tokens
+            while queue:
+                reqs = queue.pop(0)
+                for prompt, params in reqs:
+                    tokens += (await backend.complete(prompt, params)).completion_tokens
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(a.concurrency)))
+        return tokens, time.perf_counter() - t0
+
+    tokens, wall = asyncio.run(main())
+    return {"completion_tokens": tokens, "wall_s": wall, "tokens_per_s": tokens / wall, "peak_rss_mb": peak_rss_mb()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="smollm2")
+    ap.add_argument("--scenario", default="insurance")
+    ap.add_argument("--personas", type=int, default=8)
+    ap.add_argument("--max-rounds", type=int, default=4)
+    ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--phase", choices=["all", "selfplay", "raw"], default="all")
+    ap.add_argument("--requests", default=None)
+    ap.add_argument("--json", default=None, help="also write the figures here")
+    a = ap.parse_args()
+    if a.phase != "all":
+        out = phase_selfplay(a) if a.phase == "selfplay" else phase_raw(a)
+        print(json.dumps(out))
+        return
+    with tempfile.TemporaryDirectory() as d:
+        a.requests = str(Path(d) / "requests.pkl")
+        base = [sys.executable, __file__, "--model", a.model, "--scenario", a.scenario, "--personas", str(a.personas),
+                "--max-rounds", str(a.max_rounds), "--concurrency", str(a.concurrency), "--seed", str(a.seed),
+                "--requests", a.requests]
+        # separate processes: each phase starts with a cold model and an empty prompt cache
+        sp = json.loads(subprocess.run(base + ["--phase", "selfplay"], capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+        raw = json.loads(subprocess.run(base + ["--phase", "raw"], capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+    ratio = sp["tokens_per_s"] / raw["tokens_per_s"]
+    print(f"model {a.model}, {a.personas} dialogues x {a.max_rounds} rounds, concurrency {a.concurrency}")
+    print(f"self-play : {sp['dialogues_per_min']:.2f} dialogues/min, {sp['tokens_per_s']:.1f} generated tokens/s "
+          f"({sp['completion_tokens']} tokens, {sp['llm_calls']} calls, {sp['wall_s']:.1f} s), peak RSS {sp['peak_rss_mb']:.0f} MB")
+    print(f"raw replay: {raw['tokens_per_s']:.1f} generated tokens/s ({raw['completion_tokens']} tokens, {raw['wall_s']:.1f} s), "
+          f"peak RSS {raw['peak_rss_mb']:.0f} MB")
+    print(f"ratio self-play / raw tokens/s: {ratio:.3f}")
+    if a.json:
+        Path(a.json).write_text(json.dumps({"selfplay": sp, "raw": raw, "ratio": ratio, "args": vars(a)}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
