@@ -76,7 +76,7 @@ async def run_dialogue(
     cfg: SimulationConfig,
     mode: str,
 ) -> DialogueRecord:
-    did = f"{persona.id}-d{sample_index:02d}"
+    did = dialogue_id(persona, sample_index)
     dseed = derive_seed(cfg.seed, persona.id, sample_index, cfg.prompt_version)
     user = UserAgent(persona, scenario, backend, mode, params=cfg.user_params, seed=dseed)  # type: ignore[arg-type]
     agent = DialogAgent(
@@ -200,21 +200,28 @@ def write_stats(run_dir: Path) -> dict:
 ProgressFn = Callable[[DialogueRecord, int, int], None]
 
 
-async def simulate(
-    cfg: SimulationConfig,
-    out_dir: str | Path,
-    backend: LLMBackend | None = None,
-    progress: bool | ProgressFn = True,
-    retry_errors: bool = False,
-    limit: int | None = None,
-) -> SimulationResult:
-    """Run (or resume) a simulation into ``out_dir``. ``limit`` stops after that many new dialogues."""
+@dataclass
+class RunPlan:
+    cfg: SimulationConfig
+    scenario: Scenario
+    mode: str
+    out: Path
+    path: Path
+    personas: list[Persona]
+    todo: list[tuple[Persona, int]]
+    done_ids: set[str]
+    total: int
+
+
+def dialogue_id(persona: Persona, k: int) -> str:
+    return f"{persona.id}-d{k:02d}"
+
+
+def plan_run(cfg: SimulationConfig, out_dir: str | Path, backend: LLMBackend, retry_errors: bool = False) -> RunPlan:
+    """Check or write the manifest and list the dialogues still to produce (no model is loaded)."""
     scenario = load_scenario(cfg.scenario)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    own_backend = backend is None
-    if backend is None:
-        backend = make_backend(cfg.backend, cfg.model, base_url=cfg.base_url, parallel=cfg.concurrency)
     mode = resolve_mode(cfg, backend)
     model_name = backend.model
 
@@ -227,14 +234,14 @@ async def simulate(
         cfg = cfg.model_copy(update={"personas": len(personas)})
     if existing is not None:
         _check_resume(existing, cfg, scenario, model_name)
-    total = cfg.personas * cfg.per_persona
+    total = len(personas) * cfg.per_persona
     manifest = RunManifest(
         created=(existing.created if existing else datetime.now(timezone.utc).isoformat(timespec="seconds")),
         scenario=scenario.name,
         scenario_file=scenario.source_file,
         scenario_sha256=scenario.sha256,
         group=cfg.group,
-        personas=max(cfg.personas, existing.personas if existing else 0),
+        personas=max(len(personas), existing.personas if existing else 0),
         per_persona=max(cfg.per_persona, existing.per_persona if existing else 0),
         max_rounds=cfg.max_rounds,
         seed=cfg.seed,
@@ -253,7 +260,6 @@ async def simulate(
         expected_dialogues=max(total, existing.expected_dialogues if existing else 0),
         personas_file=cfg.personas_file,
     )
-
     path = out / runstore.DIALOGUES
     runstore.repair_tail(path)
     done: dict[str, DialogueRecord] = {}
@@ -267,13 +273,27 @@ async def simulate(
         tmp.replace(path)
         done = {r.id: r for r in kept}
     runstore.write_json_atomic(out / runstore.MANIFEST, manifest)
+    todo = [(p, k) for p in personas for k in range(cfg.per_persona) if dialogue_id(p, k) not in done]
+    return RunPlan(cfg, scenario, mode, out, path, personas, todo, set(done), total)
 
-    todo = [
-        (p, k) for p in personas for k in range(cfg.per_persona) if f"{p.id}-d{k:02d}" not in done
-    ]
-    if limit is not None:
-        todo = todo[:limit]
-    skipped = total - len(todo) if limit is None else len(done)
+
+async def simulate(
+    cfg: SimulationConfig,
+    out_dir: str | Path,
+    backend: LLMBackend | None = None,
+    progress: bool | ProgressFn = True,
+    retry_errors: bool = False,
+    limit: int | None = None,
+) -> SimulationResult:
+    """Run (or resume) a simulation into ``out_dir``. ``limit`` stops after that many new dialogues."""
+    own_backend = backend is None
+    if backend is None:
+        backend = make_backend(cfg.backend, cfg.model, base_url=cfg.base_url, parallel=cfg.concurrency)
+    plan = plan_run(cfg, out_dir, backend, retry_errors)
+    cfg, scenario, mode, path, total = plan.cfg, plan.scenario, plan.mode, plan.path, plan.total
+    out = plan.out
+    todo = plan.todo if limit is None else plan.todo[:limit]
+    skipped = total - len(plan.todo)
     result = SimulationResult(run_dir=out, produced=0, skipped=skipped, total=total)
     if not todo:
         write_stats(out)
@@ -299,7 +319,7 @@ async def simulate(
         if callable(progress):
             progress(rec, result.produced, len(todo))
 
-    tasks = [asyncio.create_task(one(p, k), name=f"{p.id}-d{k:02d}") for p, k in todo]
+    tasks = [asyncio.create_task(one(p, k), name=dialogue_id(p, k)) for p, k in todo]
     try:
         await asyncio.gather(*tasks)
     except BaseException:

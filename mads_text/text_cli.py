@@ -46,6 +46,10 @@ def simulate_cmd(
     concurrency: Optional[int] = typer.Option(None, help="Dialogues in flight (default: the backend's parallel slots, 4 for embedded)."),
     cache: Optional[Path] = typer.Option(None, help="SQLite request cache; reruns of identical requests are free and exact."),
     retry_errors: bool = typer.Option(False, help="Redo dialogues recorded with outcome 'error'."),
+    ray: Optional[str] = typer.Option(None, "--ray", help="Shard over a Ray cluster: 'auto' (running cluster), 'local' (start one here) or an address."),
+    workers: int = typer.Option(2, min=1, help="With --ray: engine actors (one LLM engine each)."),
+    cpus_per_worker: float = typer.Option(1.0, help="With --ray: CPUs per actor (llama.cpp threads)."),
+    gpus_per_worker: float = typer.Option(0.0, help="With --ray: GPUs per actor (vllm backend)."),
 ) -> None:
     """Run persona-driven self-play and write RUN/dialogues.jsonl (resumable)."""
     from .llm import make_backend
@@ -66,8 +70,16 @@ def simulate_cmd(
     except ValueError as e:
         _fail(str(e))
     try:
-        be = make_backend(backend, model, base_url=base_url, cache=cache, parallel=concurrency)
-        res = asyncio.run(simulate(cfg, out, backend=be, retry_errors=retry_errors))
+        if ray:
+            from .distributed import RayUnavailable, simulate_ray
+
+            try:
+                res = simulate_ray(cfg, out, ray, workers, cpus_per_worker, gpus_per_worker, retry_errors)
+            except RayUnavailable as e:
+                _fail(str(e))
+        else:
+            be = make_backend(backend, model, base_url=base_url, cache=cache, parallel=concurrency)
+            res = asyncio.run(simulate(cfg, out, backend=be, retry_errors=retry_errors))
     except LLMUnavailable as e:
         _fail(f"LLM backend unavailable: {e}")
     except (RunStoreError, LLMError) as e:

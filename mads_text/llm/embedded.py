@@ -70,6 +70,7 @@ class EmbeddedBackend(LLMBackend):
         self.threads = threads or max(1, min(os.cpu_count() or 2, 8))
         self._server = None
         self._sem: asyncio.Semaphore | None = None
+        self._sem_loop = None
 
     def _get_server(self):
         if self._server is None:
@@ -138,8 +139,9 @@ class EmbeddedBackend(LLMBackend):
         )
 
     async def _complete(self, prompt: Prompt, params: GenParams) -> Completion:
-        if self._sem is None:
-            self._sem = asyncio.Semaphore(self.concurrency)
+        loop = asyncio.get_running_loop()
+        if self._sem is None or self._sem_loop is not loop:  # a semaphore belongs to one event loop
+            self._sem, self._sem_loop = asyncio.Semaphore(self.concurrency), loop
         async with self._sem:
             return await asyncio.to_thread(self._call, prompt, params)
 
