@@ -1,0 +1,195 @@
+"""Voice-server benchmark: response latency per arm and concurrent calls held in real time.
+
+Starts ``mads serve`` in a subprocess (real time, embedded models), then places
+scripted calls at rising concurrency: each caller streams real-time audio (its
+lines pre-made with flite, so the callers cost the CPU almost nothing), waits
+for the agent to finish, speaks, and hangs up after ``--turns`` turns.
+
+Per level it prints the server-side latency (end of caller speech -> first agent
+audio, from the call store) p50/p95, the caller-side latency, and how much of the
+agent's speech stalled (audio that arrived after the previous part had played).
+A level is "held" when every call completed and the stalls stay under 2 % of the
+agent's speech; the largest held level is the number of concurrent calls this
+machine carries without falling behind real time.
+
+    python bench/serve.py --model smollm2 --asr tiny.en --levels 1,2,4 [--audio-model SCKPT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from serve.client import NativeClient
+from serve.store import CallStore
+from serve.tts import TTS, Voice
+
+LINES = [
+    "Hi. Yes, I have a minute. What is this about?",
+    "How much does it cost per month?",
+    "Does it cover cancer and heart attacks?",
+    "Hmm, let me think about it. Can you call me back tomorrow?",
+]
+VOICES = [Voice(engine="flite", name=n, pitch=p) for n, p in (("rms", 1.0), ("slt", 1.2), ("awb", 1.0), ("slt", 1.0), ("kal16", 1.0))]
+TOKEN = "bench-token"
+
+
+def start_server(args, db: Path) -> tuple[subprocess.Popen, int]:
+    cmd = [sys.executable, "-m", "mads_text.cli", "serve", "--port", "0", "--token", TOKEN, "--db", str(db),
+           "--model", args.model, "--asr", args.asr, "--max-tokens", str(args.max_tokens), "--tts", args.tts,
+           "--max-calls", str(max(args.levels) + 1), "--log-level", "WARNING", "--idle-timeout", "120"]  # fmt: skip
+    if args.split:
+        cmd += ["--split", args.split]
+    if args.audio_model:
+        cmd += ["--audio-model", args.audio_model]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    t_end = time.monotonic() + 600
+    out = []
+    while time.monotonic() < t_end:
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            break
+        out.append(line)
+        m = re.search(r"ws://[^:]+:(\d+)/v1/call", line)
+        if m:
+            return proc, int(m.group(1))
+    proc.kill()
+    raise SystemExit("server did not start:\n" + "".join(out[-30:]))
+
+
+async def one_call(port: int, idx: int, turns: int, speech: list[np.ndarray], arm: str | None) -> dict:
+    c = NativeClient(f"ws://127.0.0.1:{port}/v1/call", TOKEN, caller={"id": f"bench-{idx}-{time.time_ns()}"}, arm=arm)
+    res: dict = {"ok": False, "stall_s": 0.0, "agent_audio_s": 0.0, "client_latency_ms": []}
+    try:
+        s = await c.connect()
+        res["call_id"], res["arm"] = s["call_id"], s["arm"]
+        for k in range(turns + 1):
+            turn = await c.next_turn_end(300)
+            if turn is None:
+                break
+            res["stall_s"] += turn.stall_s()
+            res["agent_audio_s"] += len(turn.pcm) / 16000
+            if k and c.speech_end_times and turn.first_audio_at:
+                res["client_latency_ms"].append((turn.first_audio_at - c.speech_end_times[-1]) * 1000)
+            # listen to the end before answering
+            wait = (turn.first_audio_at or time.monotonic()) + len(turn.pcm) / 16000 - time.monotonic()
+            await asyncio.sleep(max(0.0, wait) + 0.3)
+            if k == turns:
+                res["ok"] = True
+                break
+            c.say(speech[(idx + k) % len(speech)])
+        await c.hangup()
+    except Exception as e:  # noqa: BLE001
+        res["error"] = f"{type(e).__name__}: {e}"
+        await c.close()
+    return res
+
+
+def pct(xs, q):
+    return round(float(np.percentile(xs, q)), 1) if xs else None
+
+
+async def level(port: int, n: int, turns: int, speech, arm, db: Path) -> dict:
+    t0 = time.time()
+    results = await asyncio.gather(*(one_call(port, i, turns, speech, arm) for i in range(n)))
+    st = CallStore(db, readonly=True)
+    ids = {r.get("call_id") for r in results}
+    server_lat = []
+    for cid in ids:
+        if not cid:
+            continue
+        ts = st.turns(cid)
+        server_lat += [t["latency_ms"] for p, t in itertools.pairwise(ts) if t["role"] == "agent" and p["role"] == "user" and t["latency_ms"]]
+    stall = sum(r["stall_s"] for r in results)
+    audio = sum(r["agent_audio_s"] for r in results)
+    client_lat = [x for r in results for x in r["client_latency_ms"]]
+    ok = all(r["ok"] for r in results)
+    return {
+        "concurrent_calls": n,
+        "completed": sum(r["ok"] for r in results),
+        "errors": [r["error"] for r in results if "error" in r],
+        "server_latency_p50_ms": pct(server_lat, 50),
+        "server_latency_p95_ms": pct(server_lat, 95),
+        "client_latency_p50_ms": pct(client_lat, 50),
+        "client_latency_p95_ms": pct(client_lat, 95),
+        "agent_audio_s": round(audio, 1),
+        "stall_s": round(stall, 2),
+        "stall_share": round(stall / audio, 4) if audio else None,
+        "held_real_time": bool(ok and audio and stall / audio < 0.02),
+        "wall_s": round(time.time() - t0, 1),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="smollm2")
+    ap.add_argument("--asr", default="tiny.en")
+    ap.add_argument("--tts", default="flite")
+    ap.add_argument("--max-tokens", type=int, default=40)
+    ap.add_argument("--levels", default="1,2,4", help="concurrency levels to try, in order")
+    ap.add_argument("--turns", type=int, default=2, help="caller turns per call")
+    ap.add_argument("--arms", default="pipeline,audio")
+    ap.add_argument("--split", default="pipeline=1", help="the bench asks for each arm itself; the split only matters to calls that do not")
+    ap.add_argument("--audio-model", default=None, help="speech-LLM checkpoint: benchmarks the audio arm too")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    args.levels = [int(x) for x in args.levels.split(",")]
+    tts = TTS("flite")
+    speech = [np.concatenate([tts.synthesize(line, VOICES[i % len(VOICES)]), np.zeros(4800, np.float32)]) for i, line in enumerate(LINES)]
+    tmp = Path(tempfile.mkdtemp(prefix="mads-bench-serve-"))
+    db = tmp / "calls.sqlite"
+    t0 = time.time()
+    proc, port = start_server(args, db)
+    print(f"server up in {time.time() - t0:.1f} s on port {port} (model {args.model}, asr {args.asr}, tts {args.tts}); "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)  # fmt: skip
+    import httpx
+
+    health = httpx.get(f"http://127.0.0.1:{port}/healthz").json()
+    report: dict = {"model": args.model, "asr": args.asr, "tts": args.tts, "turns": args.turns, "arms": {}}
+    try:
+        for arm in args.arms.split(","):
+            if arm not in health["arms"]:
+                print(f"{arm}: not available on this server (see `mads serve` start-up line)")
+                report["arms"][arm] = {"available": False}
+                continue
+            rows = []
+            for n in args.levels:
+                row = asyncio.run(level(port, n, args.turns, speech, arm, db))
+                row["load_avg"] = round(os.getloadavg()[0], 1)
+                rows.append(row)
+                print(f"{arm} x{n}: latency p50 {row['server_latency_p50_ms']} ms, p95 {row['server_latency_p95_ms']} ms "
+                      f"(caller side p50 {row['client_latency_p50_ms']}, p95 {row['client_latency_p95_ms']}); "
+                      f"stalls {row['stall_s']} s of {row['agent_audio_s']} s agent speech; "
+                      f"{row['completed']}/{n} completed; held {row['held_real_time']}; load {row['load_avg']}", flush=True)  # fmt: skip
+                if not row["held_real_time"]:
+                    break
+            held = [r["concurrent_calls"] for r in rows if r["held_real_time"]]
+            report["arms"][arm] = {"available": True, "levels": rows, "max_concurrent_held": max(held) if held else 0}
+            print(f"{arm}: {max(held) if held else 0} concurrent calls held in real time (levels tried {[r['concurrent_calls'] for r in rows]})")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"written {args.json}")
+
+
+if __name__ == "__main__":
+    main()

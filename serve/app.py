@@ -1,0 +1,112 @@
+"""Building a server from options: models, arms, split, store. Used by ``mads serve``, tests and bench."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mads_audio.asr import WhisperASR
+from mads_text.llm import make_backend
+from mads_text.scenario import load_scenario
+
+from .ab import parse_split
+from .arms.base import Arm, ArmUnavailable
+from .call import CallConfig
+from .server import ServerConfig, VoiceServer
+from .store import CallStore
+from .tts import TTS, agent_voice
+
+log = logging.getLogger("mads.serve")
+
+
+@dataclass
+class ServeOptions:
+    scenario: str = "insurance"
+    host: str = "127.0.0.1"
+    port: int = 8765
+    token: str | None = None
+    db: Path = Path("calls.sqlite")
+    split: str | None = None
+    experiment: str = "default"
+    backend: str = "embedded"
+    model: str | None = None
+    base_url: str | None = None
+    prompt_mode: str = "auto"
+    max_tokens: int = 60
+    use_caller_name: bool = False
+    llm_threads: int = 1  # llama.cpp threads spin; one thread degrades far less on a busy 2-core box
+    asr: str = "base"
+    asr_threads: int = 1
+    tts: str = "flite"
+    audio_model: str | None = None
+    recordings: Path | None = None
+    no_recordings: bool = False
+    allow_origins: list[str] = field(default_factory=list)
+    allow_arm_request: bool = True
+    max_calls: int = 4
+    max_message_bytes: int = 64 * 1024
+    idle_timeout_s: float = 20.0
+    max_call_s: float = 600.0
+    max_turns: int = 8
+    realtime_factor: float = 1.0
+    barge_in: bool = True
+    outcome: str = "auto"
+
+
+def recordings_dir(db: Path) -> Path:
+    return db.parent / f"{db.stem}.recordings"
+
+
+def build_server(o: ServeOptions) -> VoiceServer:
+    from .arms.audio import AudioArm
+    from .arms.pipeline import PipelineArm
+
+    scenario = load_scenario(o.scenario)
+    tts = TTS(o.tts, threads=1)
+    voice = agent_voice(scenario.name, scenario.agent.voice, o.tts)
+    asr = WhisperASR.shared(o.asr, threads=o.asr_threads)
+    extra = {"threads": o.llm_threads} if o.backend == "embedded" else {}
+    backend = make_backend(o.backend, o.model, base_url=o.base_url, parallel=max(1, min(o.max_calls, 4)), **extra)
+    mode = o.prompt_mode
+    if mode == "auto":
+        mode = "transcript" if o.backend in ("embedded", "transformers") else "chat"
+    arms: dict[str, Arm] = {
+        "pipeline": PipelineArm(scenario, backend, asr, tts, voice, prompt_mode=mode, max_tokens=o.max_tokens,
+                                 use_caller_name=o.use_caller_name)
+    }
+    unavailable: dict[str, str] = {}
+    try:
+        arms["audio"] = AudioArm(scenario, o.audio_model, tts, voice, asr, max_tokens=o.max_tokens)
+    except ArmUnavailable as e:
+        unavailable["audio"] = str(e)
+    if o.split:
+        split = parse_split(o.split)
+        if split.get("audio", 0) > 0 and "audio" not in arms:
+            raise ArmUnavailable(f"--split {o.split} sends calls to the audio arm, which cannot run: {unavailable['audio']}")
+    else:
+        split = parse_split("audio=0.5") if "audio" in arms else parse_split(None)
+    cfg = ServerConfig(
+        host=o.host,
+        port=o.port,
+        token=o.token,
+        split=split,
+        experiment=o.experiment,
+        allow_origins=list(o.allow_origins),
+        allow_arm_request=o.allow_arm_request,
+        max_calls=o.max_calls,
+        max_message_bytes=o.max_message_bytes,
+        recordings=None if o.no_recordings else (o.recordings or recordings_dir(o.db)),
+        call=CallConfig(
+            realtime_factor=o.realtime_factor,
+            idle_timeout_s=o.idle_timeout_s,
+            max_call_s=o.max_call_s,
+            max_agent_turns=o.max_turns,
+            barge_in=o.barge_in,
+        ),
+    )
+    from .outcome import OutcomeDetector
+
+    detector = OutcomeDetector(o.outcome)
+    log.info("outcome detection: %s", detector.note)
+    return VoiceServer(cfg, scenario, arms, CallStore(o.db), unavailable=unavailable, outcome=detector)

@@ -1,0 +1,7 @@
+"""Wire formats as pure state machines: bytes/text in -> frames, frames -> bytes/text out. No sockets here."""
+
+from .errors import ProtocolError
+from .native import NativeProtocol
+from .twilio import TwilioProtocol
+
+__all__ = ["NativeProtocol", "ProtocolError", "TwilioProtocol"]

@@ -1,0 +1,158 @@
+"""The A/B report: per-arm conversion, intention, turns and latency, with intervals and a test.
+
+Definitions (docs/serve.md repeats them):
+- ``calls``: ended calls of the arm (a call still in progress is not counted);
+- ``conversion_rate``: share of calls with outcome ``accepted``;
+- ``intention_rate``: share of calls where the caller showed interest (accepted ones included);
+- ``avg_turns``: mean number of caller turns (transcribed utterances) per call;
+- ``latency_p50_ms`` / ``latency_p95_ms``: from the end of the caller's speech (last voiced audio
+  received) to the first agent audio sent, over every agent reply (the opening is excluded);
+- intervals: Wilson score 95 %; test: two-sided pooled two-proportion z-test between the two
+  arms (``p_value`` is the one for conversion), plus Fisher's exact test for small counts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import Counter
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from .arms import ARMS
+from .store import CallStore
+
+Z95 = 1.959963984540054
+
+
+def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float] | None:
+    if n == 0:
+        return None
+    p = k / n
+    den = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def two_proportion_test(k1: int, n1: int, k2: int, n2: int) -> dict[str, Any] | None:
+    """Pooled z-test of p1 == p2 (two-sided) and Fisher's exact test on the same 2x2 table."""
+    if n1 == 0 or n2 == 0:
+        return None
+    p1, p2 = k1 / n1, k2 / n2
+    pooled = (k1 + k2) / (n1 + n2)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    if se == 0:
+        z, p = 0.0, 1.0
+    else:
+        z = (p1 - p2) / se
+        p = 2 * stats.norm.sf(abs(z))
+    fisher = stats.fisher_exact([[k1, n1 - k1], [k2, n2 - k2]]).pvalue
+    return {"difference": p1 - p2, "z": z, "p_value": float(p), "fisher_p_value": float(fisher)}
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+def _r(x: float | None, nd: int = 4) -> float | None:
+    return None if x is None else round(float(x), nd)
+
+
+def arm_stats(calls: list[dict[str, Any]], turns: list[dict[str, Any]]) -> dict[str, Any]:
+    n = len(calls)
+    conv = sum(1 for c in calls if c["outcome"] == "accepted")
+    intent = sum(1 for c in calls if c["intention"])
+    ids = {c["id"] for c in calls}
+    by_call: dict[str, list[dict[str, Any]]] = {}
+    for t in turns:
+        if t["call_id"] in ids:
+            by_call.setdefault(t["call_id"], []).append(t)
+    lat: list[float] = []
+    barge = 0
+    for ts in by_call.values():
+        ts.sort(key=lambda t: t["idx"])
+        for prev, t in itertools.pairwise(ts):
+            if t["role"] == "agent" and prev["role"] == "user" and t["latency_ms"] is not None:
+                lat.append(float(t["latency_ms"]))
+        barge += sum(1 for t in ts if t["role"] == "agent" and t["interrupted"])
+    durations = [c["ended_at"] - c["started_at"] for c in calls if c["ended_at"]]
+    ci_c, ci_i = wilson(conv, n), wilson(intent, n)
+    return {
+        "calls": n,
+        "conversions": conv,
+        "conversion_rate": _r(conv / n) if n else None,
+        "conversion_ci95": [_r(v) for v in ci_c] if ci_c else None,
+        "intentions": intent,
+        "intention_rate": _r(intent / n) if n else None,
+        "intention_ci95": [_r(v) for v in ci_i] if ci_i else None,
+        "avg_turns": _r(sum(c["user_turns"] for c in calls) / n, 3) if n else None,
+        "avg_agent_turns": _r(sum(c["agent_turns"] for c in calls) / n, 3) if n else None,
+        "latency_p50_ms": _r(percentile(lat, 50), 1),
+        "latency_p95_ms": _r(percentile(lat, 95), 1),
+        "latency_n": len(lat),
+        "barge_ins": barge,
+        "avg_call_s": _r(sum(durations) / len(durations), 2) if durations else None,
+        "outcomes": dict(Counter(c["outcome"] or "unknown" for c in calls)),
+        "end_reasons": dict(Counter(c["end_reason"] or "unknown" for c in calls)),
+    }
+
+
+def ab_report(store: CallStore, *, only_split: bool = False, scenario: str | None = None) -> dict[str, Any]:
+    calls = [c for c in store.calls() if c["status"] == "ended"]
+    if only_split:
+        calls = [c for c in calls if c["assignment"] == "split"]
+    if scenario:
+        calls = [c for c in calls if c["scenario"] == scenario]
+    turns = store.all_turns()
+    arms = {a: arm_stats([c for c in calls if c["arm"] == a], turns) for a in ARMS}
+    a, b = arms["audio"], arms["pipeline"]
+    conv = two_proportion_test(a["conversions"], a["calls"], b["conversions"], b["calls"])
+    intent = two_proportion_test(a["intentions"], a["calls"], b["intentions"], b["calls"])
+    return {
+        "db": str(store.path),
+        "calls": len(calls),
+        "active_calls": sum(1 for c in store.calls() if c["status"] == "active"),
+        "arms": arms,
+        "comparison": "audio vs pipeline",
+        "tests": {"conversion": conv, "intention": intent},
+        "p_value": conv["p_value"] if conv else None,
+        "intention_p_value": intent["p_value"] if intent else None,
+    }
+
+
+def format_report(rep: dict[str, Any]) -> str:
+    def pct(x):
+        return "-" if x is None else f"{100 * x:.1f}%"
+
+    def ci(x):
+        return "" if not x else f" [{100 * x[0]:.1f}, {100 * x[1]:.1f}]"
+
+    def num(x, unit=""):
+        return "-" if x is None else f"{x:g}{unit}"
+
+    lines = [f"{rep['db']}: {rep['calls']} ended calls ({rep['active_calls']} active)"]
+    lines.append(f"{'arm':9} {'calls':>5}  {'conversion':>22}  {'intention':>22}  {'turns':>5}  {'p50 ms':>7}  {'p95 ms':>7}")
+    for arm, s in rep["arms"].items():
+        lines.append(
+            f"{arm:9} {s['calls']:>5}  {pct(s['conversion_rate']) + ci(s['conversion_ci95']):>22}  "
+            f"{pct(s['intention_rate']) + ci(s['intention_ci95']):>22}  {num(s['avg_turns']):>5}  "
+            f"{num(s['latency_p50_ms']):>7}  {num(s['latency_p95_ms']):>7}"
+        )
+    t = rep["tests"]["conversion"]
+    if t:
+        lines.append(
+            f"conversion audio - pipeline = {100 * t['difference']:+.1f} pts, z = {t['z']:.2f}, "
+            f"p = {t['p_value']:.3g} (Fisher exact p = {t['fisher_p_value']:.3g})"
+        )
+    else:
+        lines.append("conversion test: needs calls on both arms")
+    ti = rep["tests"]["intention"]
+    if ti:
+        lines.append(f"intention audio - pipeline = {100 * ti['difference']:+.1f} pts, p = {ti['p_value']:.3g}")
+    for arm, s in rep["arms"].items():
+        if s["calls"]:
+            lines.append(f"{arm} outcomes: {s['outcomes']}")
+    return "\n".join(lines)

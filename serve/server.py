@@ -1,0 +1,351 @@
+"""The websocket server around the protocol cores and calls.
+
+One process serves: the native call endpoint ``/v1/call``, the Twilio Media
+Streams endpoint ``/v1/twilio``, the web page (``/``, ``/app.js``,
+``/worklet.js``), ``/healthz`` and the A/B report ``/v1/report``.
+
+Checks before the upgrade (``process_request``): the path, the Origin
+allow-list (403), and the bearer token when an Authorization header is sent
+(401 when wrong). Browsers cannot set that header on a websocket, so a
+connection without it must put the token in its first message. After the
+upgrade: the call cap (close 1013), the start deadline, and every protocol
+error answered with an error event and a policy close (1008) that touches no
+other call. Oversized messages are refused by the websockets library itself
+with close code 1009 before they are read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import http
+import importlib.resources
+import json
+import logging
+import secrets
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from mads_audio.vad import SileroVAD
+from mads_text.scenario import Scenario
+
+from .ab import assign
+from .arms.base import Arm, CallContext
+from .call import Call, CallConfig
+from .frames import ErrorFrame, Frame, StartFrame
+from .outcome import OutcomeDetector
+from .protocol import NativeProtocol, ProtocolError, TwilioProtocol
+from .protocol.errors import POLICY_VIOLATION, TRY_AGAIN_LATER
+from .recording import StereoRecorder
+from .report import ab_report
+from .store import CallStore
+
+log = logging.getLogger("mads.serve")
+
+NATIVE_PATH = "/v1/call"
+TWILIO_PATH = "/v1/twilio"
+STATIC = {"/": ("index.html", "text/html; charset=utf-8"), "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+          "/worklet.js": ("worklet.js", "text/javascript; charset=utf-8")}  # fmt: skip
+PAGE_CSP = "default-src 'self'; connect-src 'self' ws: wss:; media-src 'self' blob:; style-src 'self' 'unsafe-inline'"
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    token: str | None = None  # None only with an explicit no-auth choice
+    split: dict[str, float] = field(default_factory=lambda: {"pipeline": 1.0})
+    experiment: str = "default"
+    allow_origins: list[str] = field(default_factory=list)
+    allow_arm_request: bool = True
+    max_calls: int = 4
+    max_message_bytes: int = 64 * 1024
+    start_timeout_s: float = 10.0
+    recordings: Path | None = None
+    call: CallConfig = field(default_factory=CallConfig)
+
+
+def _response(status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None) -> Response:
+    st = http.HTTPStatus(status)
+    headers = Headers(
+        [
+            ("Date", formatdate(usegmt=True)),
+            ("Connection", "close"),
+            ("Content-Length", str(len(body))),
+            ("Content-Type", content_type),
+            ("Cache-Control", "no-store"),
+            ("X-Content-Type-Options", "nosniff"),
+        ]
+    )
+    for k, v in (extra or {}).items():
+        headers[k] = v
+    return Response(st.value, st.phrase, headers, body)
+
+
+def _text(status: int, text: str) -> Response:
+    return _response(status, (text + "\n").encode(), "text/plain; charset=utf-8")
+
+
+def _json(status: int, obj: Any) -> Response:
+    return _response(status, json.dumps(obj, indent=1, default=str).encode(), "application/json")
+
+
+class VoiceServer:
+    def __init__(
+        self,
+        config: ServerConfig,
+        scenario: Scenario,
+        arms: dict[str, Arm],
+        store: CallStore,
+        *,
+        unavailable: dict[str, str] | None = None,
+        vad: SileroVAD | None = None,
+        outcome: OutcomeDetector | None = None,
+    ):
+        self.cfg = config
+        self.outcome = outcome or OutcomeDetector("rules")
+        self.scenario = scenario
+        self.arms = arms
+        self.unavailable = dict(unavailable or {})
+        self.store = store
+        self.vad = vad or SileroVAD.shared()
+        missing = [a for a, s in config.split.items() if s > 0 and a not in arms]
+        if missing:
+            reasons = "; ".join(f"{a}: {self.unavailable.get(a, 'not configured')}" for a in missing)
+            raise ValueError(f"the split sends calls to arms that cannot run ({reasons})")
+        self.active = 0
+        self.calls: dict[str, Call] = {}
+        self._server = None
+        self.port = config.port
+        recovered = store.recover(self.outcome.detect)
+        if recovered:
+            log.warning("closed %d call(s) a previous server left active (end_reason server_lost)", recovered)
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for arm in self.arms.values():
+            await arm.load()
+        self._server = await serve(
+            self._handle,
+            self.cfg.host,
+            self.cfg.port,
+            process_request=self._process_request,
+            max_size=self.cfg.max_message_bytes,
+            max_queue=64,
+            server_header="mads-serve",
+        )
+        socks = self._server.sockets
+        if socks:
+            self.port = socks[0].getsockname()[1]
+
+    async def serve_forever(self) -> None:
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    async def close(self) -> None:
+        for call in list(self.calls.values()):
+            await call.finish("server_shutdown", "server", close_code=1001)
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    # --- HTTP side ---------------------------------------------------------------------
+
+    def _bearer(self, request: Request) -> str | None:
+        auth = request.headers.get("Authorization")
+        if auth is None:
+            return None
+        scheme, _, tok = auth.partition(" ")
+        return tok.strip() if scheme.lower() == "bearer" else ""
+
+    def _token_ok(self, tok: str | None) -> bool:
+        if self.cfg.token is None:
+            return True
+        return tok is not None and hmac.compare_digest(tok.encode(), self.cfg.token.encode())
+
+    def _origin_ok(self, request: Request) -> bool:
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return True  # not a browser: phones, Twilio, scripts
+        if "*" in self.cfg.allow_origins or origin in self.cfg.allow_origins:
+            return True
+        host = request.headers.get("Host", "")
+        parsed = urllib.parse.urlsplit(origin)
+        return parsed.scheme in ("http", "https") and parsed.netloc == host and bool(host)
+
+    async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = urllib.parse.urlsplit(request.path).path
+        if path in STATIC and "upgrade" not in request.headers.get("Connection", "").lower():
+            name, ctype = STATIC[path]
+            body = (importlib.resources.files("serve") / "web" / name).read_bytes()
+            return _response(200, body, ctype, {"Content-Security-Policy": PAGE_CSP})
+        if path == "/healthz":
+            return _json(200, {"ok": True, "active_calls": self.active, "max_calls": self.cfg.max_calls,
+                               "arms": sorted(self.arms), "split": self.cfg.split, "outcome": self.outcome.note})  # fmt: skip
+        if path == "/v1/report":
+            if not self._token_ok(self._bearer(request)):
+                return _text(401, "unauthorized: send Authorization: Bearer <token>")
+            return _json(200, await asyncio.to_thread(ab_report, self.store))
+        if path not in (NATIVE_PATH, TWILIO_PATH):
+            return _text(404, f"not found: {path}")
+        if not self._origin_ok(request):
+            return _text(403, f"origin not allowed: {request.headers.get('Origin')}")
+        tok = self._bearer(request)
+        if tok is not None and not self._token_ok(tok):
+            return _text(401, "unauthorized: wrong bearer token")
+        # the handler reads this: without a header the token must come in the first message
+        connection.mads_authed = tok is not None or self.cfg.token is None  # type: ignore[attr-defined]
+        return None
+
+    # --- websocket side ------------------------------------------------------------------
+
+    async def _handle(self, conn: ServerConnection) -> None:
+        authed = bool(getattr(conn, "mads_authed", False))
+        path = urllib.parse.urlsplit(conn.request.path).path if conn.request else NATIVE_PATH
+        kind = "twilio" if path == TWILIO_PATH else "native"
+        proto = TwilioProtocol(None if authed else self.cfg.token) if kind == "twilio" else NativeProtocol(None if authed else self.cfg.token)
+        if self.active >= self.cfg.max_calls:
+            await self._send_frames(conn, proto, [ErrorFrame("server_full", f"{self.active} calls in progress; try again later")])
+            await conn.close(TRY_AGAIN_LATER, "server full")
+            return
+        self.active += 1
+        try:
+            await self._session(conn, proto, kind)
+        except ConnectionClosed:
+            pass
+        except Exception:
+            log.exception("connection handler failed")
+            try:
+                await conn.close(1011, "internal error")
+            except Exception:  # noqa: BLE001, S110
+                pass
+        finally:
+            self.active -= 1
+
+    @staticmethod
+    async def _send_frames(conn: ServerConnection, proto, frames: list[Frame]) -> None:
+        for f in frames:
+            for m in proto.send(f):
+                try:
+                    await conn.send(m)
+                except ConnectionClosed:
+                    return
+
+    async def _reject(self, conn: ServerConnection, proto, err: ProtocolError) -> None:
+        # Twilio has no error message: there the close code and reason carry it
+        await self._send_frames(conn, proto, [ErrorFrame(err.code, err.message, err.close_code)])
+        await conn.close(err.close_code, f"{err.code}: {err.message}"[:120])
+
+    async def _await_start(self, conn: ServerConnection, proto) -> StartFrame:
+        deadline = time.monotonic() + self.cfg.start_timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ProtocolError("start_timeout", f"no start message within {self.cfg.start_timeout_s:g} s")
+            try:
+                msg = await asyncio.wait_for(conn.recv(), timeout=left)
+            except TimeoutError:
+                raise ProtocolError("start_timeout", f"no start message within {self.cfg.start_timeout_s:g} s") from None
+            for f in proto.receive(msg):
+                if isinstance(f, StartFrame):
+                    return f
+
+    def _choose_arm(self, start: StartFrame, call_id: str) -> tuple[str, str]:
+        if start.arm:
+            if not self.cfg.allow_arm_request:
+                raise ProtocolError("arm_request_refused", "this server assigns arms itself; leave out 'arm'")
+            if start.arm not in ("pipeline", "audio"):
+                raise ProtocolError("unknown_arm", f"unknown arm '{start.arm}'; arms are pipeline and audio")
+            if start.arm not in self.arms:
+                why = self.unavailable.get(start.arm, "not configured on this server")
+                raise ProtocolError("arm_unavailable", f"arm '{start.arm}' is unavailable: {why}")
+            return start.arm, "requested"
+        key = str(start.caller.get("id") or start.caller.get("from") or call_id)
+        return assign(self.cfg.split, self.cfg.experiment, key), "split"
+
+    async def _session(self, conn: ServerConnection, proto, kind: str) -> None:
+        try:
+            start = await self._await_start(conn, proto)
+            if start.scenario and start.scenario != self.scenario.name:
+                raise ProtocolError("bad_scenario", f"this server runs scenario '{self.scenario.name}', not '{start.scenario}'")
+            call_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(4)
+            arm_name, assignment = self._choose_arm(start, call_id)
+        except ProtocolError as e:
+            await self._reject(conn, proto, e)
+            return
+        send_lock = asyncio.Lock()
+
+        async def send(frame: Frame) -> None:
+            msgs = proto.send(frame)
+            if msgs:
+                async with send_lock:
+                    for m in msgs:
+                        await conn.send(m)
+
+        rec_path = None
+        recorder = None
+        if self.cfg.recordings is not None:
+            rec_path = self.cfg.recordings / f"{call_id}.wav"
+            recorder = StereoRecorder(rec_path)
+        caller = dict(start.caller)
+        if start.stream_id:
+            caller.setdefault("stream_sid", start.stream_id)
+        self.store.create_call(
+            call_id, arm=arm_name, assignment=assignment, protocol=kind, scenario=self.scenario.name, caller=caller,
+            recording=str(rec_path) if rec_path else None, server={"arm": self.arms[arm_name].describe()},
+        )  # fmt: skip
+        ctx = CallContext(call_id=call_id, scenario=self.scenario, caller=caller, arm=arm_name)
+        call = Call(ctx, self.arms[arm_name], self.store, send, config=self.cfg.call, recorder=recorder, vad=self.vad,
+                    outcome=self.outcome)
+        self.calls[call_id] = call
+        log.info("call %s: %s arm (%s), %s protocol", call_id, arm_name, assignment, kind)
+        try:
+            await call.start()
+            reader = asyncio.create_task(self._read(conn, proto, call), name=f"reader-{call_id}")
+            await call.done.wait()
+            reader.cancel()
+            try:
+                await reader
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001, S110
+                pass
+            end = call.end_frame
+            await conn.close(end.close_code if end else 1000, (end.reason if end else "ended")[:120])
+        finally:
+            if not call.done.is_set():
+                await call.finish("internal_error", "server", close_code=1011)
+            self.calls.pop(call_id, None)
+
+    async def _read(self, conn: ServerConnection, proto, call: Call) -> None:
+        try:
+            async for msg in conn:
+                try:
+                    frames = proto.receive(msg)
+                except ProtocolError as e:
+                    await call.fail(e.code, e.message, e.close_code)
+                    return
+                for f in frames:
+                    await call.on_frame(f)
+                if call.done.is_set():
+                    return
+            await call.finish("caller_closed", "caller")
+        except ConnectionClosed as e:
+            reason = "caller_gone"
+            if e.sent is not None and e.sent.code == 1009:
+                reason = "message_too_big"
+            await call.finish(reason, "caller", close_code=e.sent.code if e.sent else 1000)
+        except Exception as e:
+            log.exception("call %s: reader failed", call.ctx.call_id)
+            await call.finish(f"internal_error:{type(e).__name__}", "server", close_code=1011)
+
+
+__all__ = ["NATIVE_PATH", "POLICY_VIOLATION", "TWILIO_PATH", "ServerConfig", "VoiceServer"]

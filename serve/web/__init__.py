@@ -1,0 +1,1 @@
+"""The browser client served by the voice server (index.html, app.js, worklet.js)."""
