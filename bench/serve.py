@@ -34,9 +34,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from serve.client import NativeClient
-from serve.store import CallStore
-from serve.tts import TTS, Voice
+from serve.client import NativeClient  # noqa: E402
+from serve.store import CallStore  # noqa: E402
+from serve.tts import TTS, Voice  # noqa: E402
 
 LINES = [
     "Hi. Yes, I have a minute. What is this about?",

@@ -20,6 +20,7 @@ import importlib
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -178,3 +179,88 @@ def simulate_ray(
     if missing:
         raise runstore.RunStoreError(f"{len(missing)} dialogues were not produced (e.g. {missing[0]}); rerun to resume")
     return result
+
+
+# --- shared by the stages below ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RaySpec:
+    """Where and how wide a stage runs on Ray: ``--ray ADDRESS --workers N --cpus-per-worker C --gpus-per-worker G``."""
+
+    address: str = "local"
+    workers: int = 2
+    cpus_per_worker: float = 1
+    gpus_per_worker: float = 0
+
+    def threads(self) -> int:
+        return max(1, int(self.cpus_per_worker))
+
+
+def run_chunks(spec: RaySpec, factory: str, kwargs: dict[str, Any], chunks: list[list[Any]],
+               on_result: Callable[[Any], None]) -> None:
+    """Connect, start at most one actor per chunk, run every chunk through :func:`ray_map`, stop the actors."""
+    ray = _ray()
+    connect(spec.address, num_cpus=max(1, int(spec.workers * spec.cpus_per_worker)) if spec.address == "local" else None)
+    if not chunks:
+        return
+    actors = make_pool(factory, kwargs, min(spec.workers, len(chunks)), spec.cpus_per_worker, spec.gpus_per_worker)
+    try:
+        ray_map(actors, chunks, on_result)
+    finally:
+        for a in actors:
+            ray.kill(a)
+
+
+# --- labelling (``mads analyze --ray``) ----------------------------------------------------
+
+
+def labeling_worker(cfg_json: str, threads: int = 1) -> Callable[[list[str]], list[str]]:
+    """Engine side of a sharded labelling: one labeler (and LLM backend for ``--labeler llm``) per actor."""
+    from .analysis import LabelingConfig, RunLabeler
+
+    cfg = LabelingConfig.model_validate_json(cfg_json)
+    backend = None
+    if cfg.labeler == "llm":
+        kwargs = {"threads": threads} if cfg.backend == "embedded" else {}
+        backend = make_backend(cfg.backend, cfg.model, base_url=cfg.base_url, **kwargs)
+    labeler = RunLabeler(cfg, backend)
+
+    def run(chunk: list[str]) -> list[str]:
+        recs = [DialogueRecord.model_validate_json(x) for x in chunk]
+        return [dl.model_dump_json() for dl in labeler.label_chunk(recs)]
+
+    return run
+
+
+def label_ray(records: Sequence[DialogueRecord], cfg_json: str, spec: RaySpec, chunk: int,
+              on_label: Callable[[str], None]) -> None:
+    """Label ``records`` on the pool in chunks of ``chunk`` dialogues sorted by id; ``on_label`` gets each
+    :class:`~mads_text.labelers.base.DialogueLabels` as JSON, in completion order (the caller dedups and writes)."""
+    units = [r.model_dump_json() for r in sorted(records, key=lambda r: r.id)]
+    run_chunks(spec, "mads_text.distributed:labeling_worker", {"cfg_json": cfg_json, "threads": spec.threads()},
+               chunked(units, max(1, chunk)), on_label)
+
+
+# --- audio synthesis (``mads synth --ray``) ------------------------------------------------
+
+
+def synth_worker(cfg_json: str, threads: int | None = None) -> Callable[[list[tuple[str, ...]]], list[str]]:
+    """Engine side of a sharded synth build: ``init_worker`` once per actor, ``run_in_worker`` per dialogue."""
+    from synth.dialogue import init_worker, run_in_worker
+
+    init_worker(cfg_json, threads)
+
+    def run(chunk: list[tuple[str, ...]]) -> list[str]:
+        return [run_in_worker(*unit) for unit in chunk]
+
+    return run
+
+
+def synth_ray(units: Sequence[tuple[str, str, str, str, str]], cfg_json: str, spec: RaySpec, threads: int | None,
+              on_result: Callable[[str], None]) -> None:
+    """Voice one dialogue per task; ``units`` are ``run_in_worker``'s arguments, ``on_result`` gets each
+    ``DialogueResult`` as JSON in completion order (the caller records it). Workers write the audio files
+    themselves, so the output folder must be one every node sees."""
+    run_chunks(spec, "mads_text.distributed:synth_worker", {"cfg_json": cfg_json, "threads": threads},
+               chunked(list(units), 1), on_result)

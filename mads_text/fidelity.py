@@ -218,9 +218,12 @@ def render_report(res: dict[str, Any], settings: dict[str, Any], coa: dict[str, 
         for v, r in rows.items():
             lines.append(f"| {v} | {r['n']} | {pct(r['real'])} | {pct(r['sim'])} |")
     if coa:
-        lines += ["", "## Chain-of-Attitude entropy", "", "| dialogues | H_avg | H_norm (/ln 16) | labeler |", "| --- | --- | --- | --- |"]
+        lines += ["", "## Chain-of-Attitude entropy", "", "| dialogues | n | H_avg | 95% CI | H_norm (/ln 16) | labeler |",
+                  "| --- | --- | --- | --- | --- | --- |"]
         for name, m in coa.items():
-            lines.append(f"| {name} | {m['h_avg']:.4f} | {m['h_norm']:.4f} | {m.get('labeler', '')} |")
+            ci = m.get("h_avg_ci95") or [None, None]
+            cis = f"{ci[0]:.3f}-{ci[1]:.3f}" if None not in ci else "n/a"
+            lines.append(f"| {name} | {m.get('n', '')} | {m['h_avg']:.4f} | {cis} | {m['h_norm']:.4f} | {m.get('labeler', '')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -284,9 +287,25 @@ def run_fidelity(
 
 
 def _coa_compare(out_p, recs, data_dir, dialogue_ids) -> dict[str, Any] | None:
-    """H_avg of the simulated calls and of the same people's real P4G dialogues, one labeler for both."""
+    """H_avg of the simulated calls and of the same people's real P4G dialogues, one labeler for both.
+
+    The embedded labeler (MiniLM + trained heads) labels both sides, so the gap is not a labeler artefact.
+    """
     try:
         from . import analysis, p4g
-    except ImportError:
+    except ImportError:  # labelers need the ml extra
         return None
-    return analysis.coa_entropy_pair(recs, p4g.load_dialogues(data_dir, ids=dialogue_ids), out_p / "coa")
+    cfg = analysis.LabelingConfig(labeler="embedded")
+    try:
+        human = [r for r in p4g.load_p4g(data_dir, subset="full") if r.id in dialogue_ids]
+    except p4g.P4GError:
+        return None
+    rows: dict[str, Any] = {}
+    for name, rs in (("simulated", recs), ("human (same people)", human)):
+        if not rs:
+            continue
+        m = analysis.analyze_records(rs, out_p / "coa" / name.split()[0], cfg, title=f"fidelity {name}",
+                                     n_boot=500, progress=False)
+        rows[name] = {"n": m["n_labelled"], "h_avg": m["h_avg"], "h_avg_ci95": m["h_avg_ci95"],
+                      "h_norm": m["h_norm"], "labeler": m["labelers"]["attitude"]}
+    return rows

@@ -56,7 +56,7 @@ USER_TRANSCRIPT_HEADER = """The following is the transcript of a {medium} betwee
 
 About {user_name}:
 {profile_prose}
-{personality_prose}{user_name} did not expect this {medium} and has their own life, budget and doubts; {user_name} answers in one or two short, casual, spoken sentences, like a real person in a {medium}, reacts to what {agent_name} actually says, asks what they want to know, and does not have to be polite or agree. When {user_name} decides to accept ({acceptance_criteria}), {user_name} ends the line with [ACCEPT]. When {user_name} wants to end the {medium} without accepting, {user_name} ends the line with [WITHDRAW].
+{personality_prose}{user_name} did not expect this {medium} and has their own life, budget and doubts; {user_name} answers in one or two short, casual, spoken sentences, like a real person in a {medium}, reacts to what {agent_name} actually says, asks what they want to know, and does not have to be polite or agree. Only a concrete commitment counts as accepting ({acceptance_criteria}); being willing to listen or asking questions is not. When {user_name} decides to accept, {user_name} ends the line with [ACCEPT]. When {user_name} wants to end the {medium} without accepting, {user_name} ends the line with [WITHDRAW].
 
 Transcript:
 """

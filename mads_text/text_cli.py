@@ -230,6 +230,41 @@ def fidelity_cmd(
     )
 
 
+def reproduce_cmd(
+    out: Path = typer.Option(..., help="Output folder (resumable): table1/, table4/, reproduction.json, report.md."),
+    scale: str = typer.Option("small", help="small: about an hour on 2 CPU cores with the embedded 1.5B model; "
+                              "paper: 200 dialogues per persona group and 40 users per scenario (use a GPU backend)."),
+    backend: str = typer.Option("embedded", help=f"LLM backend: {', '.join(BACKENDS)}."),
+    model: Optional[str] = typer.Option(None, help="Model for the backend (see mads simulate --help)."),
+    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint."),
+    concurrency: Optional[int] = typer.Option(None, help="Dialogues in flight."),
+    labeler: str = typer.Option("embedded", help="embedded (MiniLM + trained heads) or llm (the paper's prompts)."),
+    seed: int = typer.Option(7, help="Sampling and generation seed."),
+) -> None:
+    """Reproduce the paper's Tables 1, 2 and 4 at a chosen scale and write one report beside the paper's numbers."""
+    import asyncio
+
+    from .analysis import AnalysisError
+    from .optimize import OptimizeError
+    from .reproduce import SCALES, ReproduceConfig, ReproduceError, reproduce
+    from .runstore import RunStoreError
+
+    if scale not in SCALES:
+        _fail(f"--scale must be one of {', '.join(SCALES)}")
+    if labeler not in ("embedded", "llm"):
+        _fail("--labeler must be embedded or llm")
+    cfg = ReproduceConfig(scale=scale, backend=backend, model=model, base_url=base_url, concurrency=concurrency,
+                          labeler=labeler, seed=seed)
+    try:
+        res = asyncio.run(reproduce(cfg, out, log=lambda s: typer.echo(s, err=True)))
+    except LLMUnavailable as e:
+        _fail(f"LLM backend unavailable: {e}")
+    except (ReproduceError, OptimizeError, AnalysisError, RunStoreError, ValueError) as e:
+        _fail(str(e))
+    typer.echo((out / "report.md").read_text())
+    typer.echo(f"wrote {out / 'report.md'} ({res['settings']['wall_s'] / 60:.1f} min)")
+
+
 def register(app: typer.Typer, train: typer.Typer, eval_: typer.Typer) -> None:
     app.command("simulate")(simulate_cmd)
     app.command("show")(show_cmd)
@@ -237,3 +272,4 @@ def register(app: typer.Typer, train: typer.Typer, eval_: typer.Typer) -> None:
     app.command("personas")(personas_cmd)
     app.command("import-personas")(import_personas_cmd)
     app.command("fidelity")(fidelity_cmd)
+    app.command("reproduce")(reproduce_cmd)

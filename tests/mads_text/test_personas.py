@@ -1,10 +1,18 @@
+import functools
+
 import numpy as np
 from scipy.stats import chisquare
 
-from mads_text.personas import GROUPS, MBTI, ZODIAC, render_agent_prompt, render_user_prompt, sample_persona, sample_personas
+from mads_text.personas import (
+    GROUPS,
+    MBTI,
+    ZODIAC,
+    render_agent_prompt,
+    render_user_prompt,
+    sample_persona,
+    sample_personas,
+)
 from mads_text.scenario import load_scenario
-
-import functools
 
 N = 3000
 
@@ -46,7 +54,6 @@ def test_a_wrong_prior_is_detected():
 
 
 def test_exact_age_inside_band_and_numeric_in_range():
-    sc = load_scenario("insurance")
     for x in busi_personas()[:500]:
         lo, hi = map(int, x.fields["age_range"].split("-"))
         assert lo <= x.fields["age"] <= hi

@@ -1,7 +1,6 @@
 """End-to-end self-play on the small embedded model: records, resume after a kill, errors."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -1,0 +1,261 @@
+"""Embedded labelers: MiniLM sentence embeddings + the small trained heads in ``heads/``.
+
+Strategy: every Dialog Agent sentence gets one of the ten P4G strategies or ``non-strategy``.
+
+Attitude, in three steps:
+
+1. every user sentence gets ``negative | neutral | positive | acceptance | none`` from the head
+   (``none``: the sentence carries no attitude, e.g. a greeting or a question about the charity);
+2. a round (one user turn) takes the coarse group with the largest summed probability over its
+   attitude-bearing sentences (probabilities renormalised over the four groups). A round with no
+   attitude-bearing sentence keeps the previous round's state (the user said nothing that changes
+   it); a first round without one is ``neutral``;
+3. the fine state is the state of that group whose prototype is most similar (cosine) to the
+   turn: a prototype is the normalised mean embedding of the state's description and its example
+   utterances in :mod:`mads_text.attitude`.
+
+Step 2 is measured against human labels on held-out P4G dialogues; step 3 has no human
+reference (see docs/analysis.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..attitude import COARSE, GROUP_STATES, NO_ATTITUDE, STATE_GROUP, STATE_INFO, STATES
+from ..records import DialogueRecord
+from ..strategies import NON_STRATEGY, STRATEGIES
+from .base import (
+    AttitudeLabeler,
+    AttitudeResult,
+    ItemLabel,
+    LabelItem,
+    RoundLabel,
+    SentenceStrategy,
+    StrategyLabeler,
+    StrategyResult,
+    record_sentences,
+    split_sentences,
+)
+from .encoder import MiniLMEncoder
+from .features import SentenceInput, dense_features
+from .heads import LinearHead
+
+_ENCODERS: dict[str, MiniLMEncoder] = {}
+
+
+def shared_encoder() -> MiniLMEncoder:
+    if "default" not in _ENCODERS:
+        _ENCODERS["default"] = MiniLMEncoder()
+    return _ENCODERS["default"]
+
+
+def record_inputs(record: DialogueRecord, role: str) -> list[tuple[int, int, SentenceInput]]:
+    """(turn number among ``role``'s turns, 1-based; sentence index; input) for every sentence of ``role``."""
+    out = []
+    prev_sents: tuple[str, ...] = ()
+    k = 0
+    for ti, t in enumerate(record.turns):
+        sents = record_sentences(t)
+        if t.role == role:
+            k += 1
+            for j, s in enumerate(sents):
+                out.append((k, j, SentenceInput(
+                    text=s, turn_index=ti, sentence_index=j, n_sentences=len(sents),
+                    prev_turn_sentences=prev_sents, prev_sentence=sents[j - 1] if j > 0 else None)))
+        prev_sents = tuple(sents)
+    return out
+
+
+def item_inputs(item: LabelItem) -> list[SentenceInput]:
+    """A ``mads label`` item as sentence inputs (a multi-sentence item is split)."""
+    sents = split_sentences(item.text) or [item.text]
+    prev = tuple(split_sentences(item.context[-1]) or [item.context[-1]]) if item.context else ()
+    return [
+        SentenceInput(text=s, turn_index=item.position, sentence_index=item.sentence_index + j,
+                      n_sentences=max(len(sents), item.sentence_index + len(sents)), prev_turn_sentences=prev,
+                      prev_sentence=sents[j - 1] if j > 0 else None)
+        for j, s in enumerate(sents)
+    ]
+
+
+class EmbeddedStrategyLabeler(StrategyLabeler):
+    name = "embedded"
+
+    def __init__(self, heads: str | None = None, encoder: MiniLMEncoder | None = None):
+        self.head = LinearHead.load("strategy", heads)
+        self.encoder = encoder or shared_encoder()
+
+    def describe(self) -> dict[str, Any]:
+        return {"labeler": "embedded", "task": "strategy", "encoder": self.encoder.model_id,
+                "head": self.head.meta.get("variant", ""), "head_sha": self.head.meta.get("trained", {}).get("data_sha256")}
+
+    def predict(self, inputs: Sequence[SentenceInput]) -> np.ndarray:
+        dense = dense_features(self.head.spec, inputs, self.encoder.encode)
+        return self.head.predict_proba(dense, [x.text for x in inputs])
+
+    def label(self, items: Sequence[LabelItem]) -> list[ItemLabel]:
+        per = [item_inputs(it) if it.text.strip() else [] for it in items]
+        flat = [x for xs in per for x in xs]
+        probs = self.predict(flat) if flat else np.zeros((0, len(self.head.classes)))
+        non = self.head.classes.index(NON_STRATEGY)
+        out, i = [], 0
+        for it, xs in zip(items, per):
+            p = probs[i : i + len(xs)]
+            i += len(xs)
+            if not len(p):
+                out.append(ItemLabel(id=it.id, label=NON_STRATEGY))
+                continue
+            # a multi-sentence item gets its most confident strategy, if any sentence has one
+            best, conf = NON_STRATEGY, float(p[:, non].mean())
+            found = False
+            for row in p:
+                c = self.head.classes[int(row.argmax())]
+                if c != NON_STRATEGY and (not found or row.max() > conf):
+                    best, conf, found = c, float(row.max()), True
+            out.append(ItemLabel(id=it.id, label=best, confidence=round(conf, 4)))
+        return out
+
+    def label_dialogues(self, records: Sequence[DialogueRecord]) -> list[StrategyResult]:
+        per = [record_inputs(r, "agent") for r in records]
+        flat = [x for rows in per for _, _, x in rows]
+        probs = self.predict(flat) if flat else np.zeros((0, len(self.head.classes)))
+        out, i = [], 0
+        for r, rows in zip(records, per):
+            sents = []
+            for k, _, x in rows:
+                sents.append(SentenceStrategy(turn=k, sentence=x.text, label=self.head.classes[int(probs[i].argmax())]))
+                i += 1
+            used = {s.label for s in sents}
+            out.append(StrategyResult(dialogue_id=r.id, sentences=sents,
+                                      strategy_set=[s for s in STRATEGIES if s in used]))
+        return out
+
+
+class EmbeddedAttitudeLabeler(AttitudeLabeler):
+    name = "embedded"
+
+    def __init__(self, heads: str | None = None, encoder: MiniLMEncoder | None = None):
+        self.head = LinearHead.load("attitude", heads)
+        missing = set(COARSE) - set(self.head.classes)
+        if missing:
+            raise ValueError(f"attitude head lacks classes {sorted(missing)}")
+        self.encoder = encoder or shared_encoder()
+        self._proto: np.ndarray | None = None
+        self._coarse_idx = [self.head.classes.index(c) for c in COARSE]
+        self._none_idx = self.head.classes.index(NO_ATTITUDE) if NO_ATTITUDE in self.head.classes else None
+
+    def describe(self) -> dict[str, Any]:
+        return {"labeler": "embedded", "task": "attitude", "encoder": self.encoder.model_id,
+                "fine_state": "cosine to state prototypes within the predicted group",
+                "head": self.head.meta.get("variant", "")}
+
+    # --- fine state ----------------------------------------------------------------------------
+
+    def prototypes(self) -> np.ndarray:
+        """(16, 384) unit vectors, one per state in STATES order."""
+        if self._proto is None:
+            rows = []
+            for s in STATES:
+                info = STATE_INFO[s]
+                e = self.encoder.encode([f"{s}: {info.description}", *info.examples])
+                m = e.mean(axis=0)
+                rows.append(m / (np.linalg.norm(m) or 1.0))
+            self._proto = np.stack(rows)
+        return self._proto
+
+    def fine_state(self, group: str, turn_vec: np.ndarray) -> tuple[str, float]:
+        proto = self.prototypes()
+        cands = GROUP_STATES[group]
+        sims = [float(proto[STATES.index(s)] @ turn_vec) for s in cands]
+        j = int(np.argmax(sims))
+        return cands[j], sims[j]
+
+    # --- coarse --------------------------------------------------------------------------------
+
+    def sentence_probs(self, inputs: Sequence[SentenceInput]) -> tuple[np.ndarray, np.ndarray]:
+        """(class probabilities, sentence embeddings) for the sentences."""
+        dense = dense_features(self.head.spec, inputs, self.encoder.encode)
+        probs = self.head.predict_proba(dense, [x.text for x in inputs])
+        emb = self.encoder.encode([x.text for x in inputs])
+        return probs, emb
+
+    def aggregate(self, probs: np.ndarray) -> tuple[str | None, np.ndarray]:
+        """Round group from sentence probabilities: (group or None when no sentence carries attitude, 4-vector)."""
+        p4 = probs[:, self._coarse_idx]
+        p4 = p4 / np.maximum(p4.sum(axis=1, keepdims=True), 1e-12)
+        if self._none_idx is not None:
+            bearing = probs.argmax(axis=1) != self._none_idx
+        else:
+            bearing = np.ones(len(probs), dtype=bool)
+        if not bearing.any():
+            return None, p4.mean(axis=0)
+        agg = p4[bearing].sum(axis=0)
+        return COARSE[int(agg.argmax())], agg / agg.sum()
+
+    def _turn_vector(self, emb: np.ndarray, probs: np.ndarray) -> np.ndarray:
+        if self._none_idx is not None:
+            keep = probs.argmax(axis=1) != self._none_idx
+            if keep.any():
+                emb = emb[keep]
+        m = emb.mean(axis=0)
+        return m / (np.linalg.norm(m) or 1.0)
+
+    def label(self, items: Sequence[LabelItem]) -> list[ItemLabel]:
+        per = [item_inputs(it) for it in items]
+        flat = [x for xs in per for x in xs]
+        probs, emb = self.sentence_probs(flat) if flat else (np.zeros((0, len(self.head.classes))), np.zeros((0, 384)))
+        out, i = [], 0
+        for it, xs in zip(items, per):
+            p, e = probs[i : i + len(xs)], emb[i : i + len(xs)]
+            i += len(xs)
+            group, p4 = self.aggregate(p)
+            if group is None:  # no attitude-bearing sentence: the most likely group of the whole turn
+                group = COARSE[int(p4.argmax())]
+            state, _ = self.fine_state(group, self._turn_vector(e, p))
+            out.append(ItemLabel(id=it.id, label=group, state=state, confidence=round(float(p4.max()), 4)))
+        return out
+
+    def label_dialogues(self, records: Sequence[DialogueRecord], coarse_override: Sequence[Sequence[str | None]] | None = None
+                        ) -> list[AttitudeResult]:
+        """Per-round states. ``coarse_override[d][k]`` (e.g. human labels) replaces the head's group of round k+1
+        of dialogue d where it is not None; the fine state is still chosen by similarity within that group."""
+        per = [record_inputs(r, "user") for r in records]
+        flat = [x for rows in per for _, _, x in rows]
+        if flat:
+            probs, emb = self.sentence_probs(flat)
+        else:
+            probs, emb = np.zeros((0, len(self.head.classes))), np.zeros((0, 384))
+        results, i = [], 0
+        for d, (r, rows) in enumerate(zip(records, per)):
+            n_rounds = sum(1 for t in r.turns if t.role == "user")
+            by_round: dict[int, list[int]] = {}
+            for k, _, _ in rows:
+                by_round.setdefault(k, []).append(i)
+                i += 1
+            rounds: list[RoundLabel] = []
+            prev: RoundLabel | None = None
+            for k in range(1, n_rounds + 1):
+                idx = by_round.get(k, [])
+                group, src = None, "embedded"
+                if idx:
+                    group, _ = self.aggregate(probs[idx])
+                if coarse_override is not None and k - 1 < len(coarse_override[d]):
+                    group, src = coarse_override[d][k - 1], "human+embedded"
+                if group is None:
+                    if prev is not None and prev.state is not None:
+                        rl = RoundLabel(round=k, state=prev.state, coarse=prev.coarse, source="carried")
+                        rounds.append(rl)
+                        prev = rl
+                        continue
+                    group = "neutral"
+                vec = self._turn_vector(emb[idx], probs[idx]) if idx else self.prototypes()[STATES.index(GROUP_STATES[group][0])]
+                state, sim = self.fine_state(group, vec)
+                rl = RoundLabel(round=k, state=state, coarse=STATE_GROUP[state], evidence=f"sim={sim:.3f}", source=src)
+                rounds.append(rl)
+                prev = rl
+            results.append(AttitudeResult(dialogue_id=r.id, rounds=rounds))
+        return results

@@ -1,0 +1,107 @@
+"""Trained heads of the embedded labelers: a ``NAME.npz`` of plain arrays plus ``NAME.json`` metadata.
+
+No pickle anywhere: the .npz is loaded with ``allow_pickle=False`` and holds only numeric
+arrays and the n-gram vocabulary as a unicode array. A head is a multinomial logistic
+regression evaluated in numpy::
+
+    z = ((x_dense - mean) / scale) @ W_dense + tfidf(text) @ W_ngram + b,   p = softmax(z)
+
+The shipped heads live in ``mads_text/labelers/heads/``; ``mads train labeler --out DIR``
+writes the same files, and ``MADS_LABELER_HEADS=DIR`` makes the labelers use them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .features import FeatureSpec, NgramVectorizer
+
+HEAD_FORMAT = 1
+SHIPPED_DIR = Path(__file__).resolve().parent / "heads"
+
+
+class HeadError(RuntimeError):
+    pass
+
+
+def heads_dir(override: str | Path | None = None) -> Path:
+    return Path(override or os.environ.get("MADS_LABELER_HEADS") or SHIPPED_DIR)
+
+
+class LinearHead:
+    def __init__(self, name: str, classes: Sequence[str], spec: FeatureSpec, mean: np.ndarray, scale: np.ndarray,
+                 w_dense: np.ndarray, w_ngram: np.ndarray, bias: np.ndarray, vectorizer: NgramVectorizer | None,
+                 meta: dict[str, Any] | None = None):
+        self.name = name
+        self.classes = list(classes)
+        self.spec = spec
+        self.mean = np.asarray(mean, dtype=np.float64)
+        self.scale = np.asarray(scale, dtype=np.float64)
+        self.w_dense = np.asarray(w_dense, dtype=np.float64)
+        self.w_ngram = np.asarray(w_ngram, dtype=np.float64)
+        self.bias = np.asarray(bias, dtype=np.float64)
+        self.vectorizer = vectorizer
+        self.meta = meta or {}
+        c = len(self.classes)
+        if self.w_dense.shape != (spec.dense_dim(), c) or self.bias.shape != (c,):
+            raise HeadError(f"head '{name}': weight shapes {self.w_dense.shape}/{self.bias.shape} do not match "
+                            f"{spec.dense_dim()} features x {c} classes")
+
+    def logits(self, dense: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        z = ((np.asarray(dense, dtype=np.float64) - self.mean) / self.scale) @ self.w_dense + self.bias
+        if self.vectorizer is not None and self.w_ngram.size:
+            for i, (idx, val) in enumerate(self.vectorizer.transform_rows(texts)):
+                if idx.size:
+                    z[i] += val @ self.w_ngram[idx]
+        return z
+
+    def predict_proba(self, dense: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        z = self.logits(dense, texts)
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    # --- files -------------------------------------------------------------------------------
+
+    def save(self, directory: str | Path) -> tuple[Path, Path]:
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        arrays = {"mean": self.mean, "scale": self.scale, "w_dense": self.w_dense.astype(np.float32),
+                  "w_ngram": self.w_ngram.astype(np.float32), "bias": self.bias}
+        if self.vectorizer is not None:
+            arrays["vocab"] = np.array(self.vectorizer.vocab, dtype=str)
+            arrays["idf"] = self.vectorizer.idf
+        npz = d / f"{self.name}.npz"
+        np.savez_compressed(npz, **arrays)
+        meta = {"format": HEAD_FORMAT, "name": self.name, "classes": self.classes,
+                "features": self.spec.model_dump(), **{k: v for k, v in self.meta.items() if k not in ("classes",)}}
+        js = d / f"{self.name}.json"
+        js.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        return npz, js
+
+    @classmethod
+    def load(cls, name: str, directory: str | Path | None = None) -> LinearHead:
+        d = heads_dir(directory)
+        npz, js = d / f"{name}.npz", d / f"{name}.json"
+        if not npz.exists() or not js.exists():
+            raise HeadError(f"labeler head '{name}' not found in {d} (expected {npz.name} and {js.name}); "
+                            "retrain with `mads train labeler --p4g PATH --out DIR`")
+        try:
+            meta = json.loads(js.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise HeadError(f"{js}: not valid JSON: {e}") from e
+        if meta.get("format") != HEAD_FORMAT:
+            raise HeadError(f"{js}: head format {meta.get('format')!r}, this version reads {HEAD_FORMAT}")
+        spec = FeatureSpec.model_validate(meta["features"])
+        with np.load(npz, allow_pickle=False) as z:
+            vec = None
+            if "vocab" in z.files:
+                vec = NgramVectorizer(spec.ngram_max, [str(v) for v in z["vocab"]], z["idf"])
+            return cls(name, meta["classes"], spec, z["mean"], z["scale"], z["w_dense"], z["w_ngram"], z["bias"],
+                       vec, meta)

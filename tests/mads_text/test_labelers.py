@@ -1,0 +1,224 @@
+"""Labelers: LLM control flow with a scripted backend, embedded labelers with the real encoder and shipped heads,
+and one real small-LLM run of the CoA prompt."""
+
+import json
+
+import pytest
+
+from mads_text.attitude import GROUP_STATES, STATE_GROUP, STATES
+from mads_text.labelers import LabelItem, make_labeler, split_sentences
+from mads_text.labelers.llm import (
+    LLMAttitudeLabeler,
+    LLMStrategyLabeler,
+    coa_schema,
+    parse_coa,
+    render_history,
+)
+from mads_text.llm import LLMError
+from mads_text.llm.fake import ScriptedBackend
+from mads_text.records import DialogueRecord, Turn
+from mads_text.strategies import NON_STRATEGY, STRATEGY_LABELS, normalize_strategy
+
+
+def dialogue(turns, did="d1"):
+    return DialogueRecord(
+        id=did, scenario="insurance", group="sign", persona={"name": "Ann"}, persona_prompt="", agent_prompt="",
+        turns=[Turn(role=r, text=t) for r, t in turns], outcome="max_rounds", rounds=sum(r == "user" for r, _ in turns))
+
+
+REC = dialogue([
+    ("agent", "Hello, this is Li Wei from Anxin Insurance. Do you have a minute?"),
+    ("user", "Who is this? I'm busy."),
+    ("agent", "Our plan costs 288 RMB a month. It covers 70 major illnesses."),
+    ("user", "Hmm, what does it cover exactly?"),
+])
+
+
+def coa_answer(states, accepted=False):
+    return json.dumps({"rounds": [{"round": i + 1, "attitude": s, "evidence": "x"} for i, s in enumerate(states)],
+                       "accepted": accepted, "accept_evidence": ""})
+
+
+# --- LLM CoA classifier (control flow) --------------------------------------------------------
+
+
+def test_coa_valid_answer_and_schema_passed():
+    be = ScriptedBackend([coa_answer(["Disinterest", "seeking value"])])
+    res = LLMAttitudeLabeler(be).label_dialogues([REC])[0]
+    assert res.ok and [r.state for r in res.rounds] == ["Disinterest", "Seeking Value"]  # normalised
+    assert [r.coarse for r in res.rounds] == ["negative", "positive"]
+    prompt, params = be.calls[0]
+    assert params.json_schema == coa_schema(2)  # constrained decoding requested
+    text = prompt[0].content
+    assert "Weighing Options" in text and "Round 2:" in text and "exactly 2 entries" in text
+
+
+def test_coa_repairs_a_bad_answer():
+    be = ScriptedBackend(["not json at all", coa_answer(["Refusal"]), coa_answer(["Refusal", "Doubt"])])
+    res = LLMAttitudeLabeler(be, max_attempts=3).label_dialogues([REC])[0]
+    assert res.ok and [r.state for r in res.rounds] == ["Refusal", "Doubt"]
+    assert len(be.calls) == 3
+    # the retry shows the model its answer and what was wrong
+    retry = be.calls[2][0]
+    assert retry[-1].role == "user" and "1 entries" in retry[-1].content
+
+
+def test_coa_failure_is_marked_not_dropped():
+    be = ScriptedBackend([coa_answer(["Maybe", "Doubt"])] * 2 + [LLMError("boom")])
+    res = LLMAttitudeLabeler(be, max_attempts=3).label_dialogues([REC])[0]
+    assert not res.ok and "3 attempts" in res.error
+    assert len(res.rounds) == 2 and all(r.state is None for r in res.rounds)
+
+
+def test_parse_coa_checks_round_count_and_states():
+    assert parse_coa("```json\n" + coa_answer(["Active"]) + "\n```", 1).rounds[0].attitude == "Active"
+    with pytest.raises(ValueError, match="2 user rounds"):
+        parse_coa(coa_answer(["Active"]), 2)
+    with pytest.raises(ValueError, match="unknown attitude"):
+        parse_coa(coa_answer(["Happy"]), 1)
+
+
+def test_render_history_rounds():
+    h = render_history(REC)
+    assert h.splitlines()[0] == "Round 1:" and "Round 2:" in h and "Round 3:" not in h
+
+
+# --- LLM strategy classifier (control flow) ----------------------------------------------------
+
+
+def p4g_answer(codes):
+    return json.dumps({"total_strategies": codes, "strategy_details": [
+        {"strategy_id": c, "strategy_name": normalize_strategy(c), "reason": "r",
+         "occurrences": [{"turn": 2, "original_text": "It covers 70 major illnesses", "explanation": "e"}]}
+        for c in codes]})
+
+
+def test_strategy_pass_at_3_needs_two_votes():
+    be = ScriptedBackend([p4g_answer(["S1", "S3"]), p4g_answer(["S3"]), p4g_answer(["S2"])], concurrency=1)
+    res = LLMStrategyLabeler(be, samples=3, min_votes=2).label_dialogues([REC])[0]
+    assert res.ok and res.strategy_set == ["credibility-appeal"]
+    seeds = {c[1].seed for c in be.calls}
+    assert len(seeds) == 3  # independent samples
+    labels = {(s.turn, s.sentence): s.label for s in res.sentences}
+    assert labels[(2, "It covers 70 major illnesses.")] == "credibility-appeal"
+    assert labels[(2, "Our plan costs 288 RMB a month.")] == NON_STRATEGY
+    assert labels[(1, "Do you have a minute?")] == NON_STRATEGY
+
+
+def test_strategy_too_few_valid_samples_is_marked():
+    be = ScriptedBackend(["{}x", "nope", "nope", "nope", "nope", "nope", "nope", "nope", "nope"], concurrency=1)
+    res = LLMStrategyLabeler(be, max_attempts=3).label_dialogues([REC])[0]
+    assert not res.ok and "samples valid" in res.error
+
+
+def test_sentence_strategy_majority_vote():
+    answers = iter(['{"strategy": "emotion-appeal"}', '{"strategy": "emotion-appeal"}', '{"strategy": "logical-appeal"}',
+                    '{"strategy": "logical-appeal"}', '{"strategy": "emotion-appeal"}', '{"strategy": "foot-in-the-door"}'])
+    be = ScriptedBackend(lambda p, g: next(answers), concurrency=1)
+    items = [LabelItem(id="a", text="Imagine a child going hungry."), LabelItem(id="b", text="Anything helps.")]
+    out = LLMStrategyLabeler(be).label(items)
+    assert out[0].label == "emotion-appeal" and out[0].votes.count("emotion-appeal") == 2
+    assert out[1].label == NON_STRATEGY  # three different answers: no label reaches two votes
+
+
+def test_item_context_accepts_string_or_list():
+    assert LabelItem(id="1", text="x", context="a\nb").context == ["a", "b"]
+    assert LabelItem(id="1", text="x", context=["a"]).position == 1
+    assert split_sentences("Hi there! How are you? I'm fine.") == ["Hi there!", "How are you?", "I'm fine."]
+
+
+# --- embedded labelers (real MiniLM, shipped heads) ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def strategy_labeler():
+    return make_labeler("strategy", "embedded")
+
+
+@pytest.fixture(scope="module")
+def attitude_labeler():
+    return make_labeler("attitude", "embedded")
+
+
+def test_embedded_strategy_items(strategy_labeler):
+    items = [
+        LabelItem(id="1", text="Have you ever heard of Save the Children?", context=["Hi, how are you?"], turn_index=2),
+        LabelItem(id="2", text="Hello, how are you today?", turn_index=0),
+        LabelItem(id="3", text="Do you have any children of your own?", context=["Fine, thanks."], turn_index=2),
+        LabelItem(id="4", text="You can donate any amount from $0 up to your full $2 payment.", turn_index=6,
+                  context=["How would I donate?"]),
+    ]
+    out = strategy_labeler.label(items)
+    assert [o.id for o in out] == ["1", "2", "3", "4"]
+    assert all(o.label in STRATEGY_LABELS for o in out)
+    assert out[0].label == "source-related-inquiry"
+    assert out[1].label == NON_STRATEGY
+    assert out[2].label == "personal-related-inquiry"
+    assert out[3].label == "donation-information"
+
+
+def test_embedded_attitude_items(attitude_labeler):
+    items = [
+        LabelItem(id="yes", text="Yes, I will donate $1 to the children.", context=["Would you like to donate?"]),
+        LabelItem(id="no", text="No, I don't want to donate anything, sorry.", context=["Would you like to donate?"]),
+    ]
+    out = attitude_labeler.label(items)
+    assert out[0].label == "acceptance" and out[1].label == "negative"
+    for o in out:
+        assert o.state in GROUP_STATES[o.label]  # the fine state lies in the predicted group
+
+
+def test_embedded_dialogue_labels(attitude_labeler, strategy_labeler):
+    rec = dialogue([
+        ("agent", "Hi! How are you today?"),
+        ("user", "Hi, I'm good, thanks."),
+        ("agent", "Would you be willing to donate part of your payment to Save the Children?"),
+        ("user", "No way. I don't trust charities with my money."),
+        ("agent", "They are rated highly and spend most donations on programs."),
+        ("user", "Okay, fine, I'll give 50 cents."),
+    ])
+    att = attitude_labeler.label_dialogues([rec, REC])
+    assert [len(a.rounds) for a in att] == [3, 2]
+    for a in att:
+        assert a.ok and all(r.state in STATES and r.coarse == STATE_GROUP[r.state] for r in a.rounds)
+    assert att[0].rounds[1].coarse == "negative"
+    assert att[0].rounds[2].coarse == "acceptance"
+    st = strategy_labeler.label_dialogues([rec])[0]
+    assert len(st.sentences) == 4 and all(s.label in STRATEGY_LABELS for s in st.sentences)
+    assert set(st.strategy_set) <= set(STRATEGY_LABELS) - {NON_STRATEGY}
+
+
+def test_embedded_carries_state_through_rounds_without_attitude(attitude_labeler):
+    # human coarse labels as an override: None means the round expressed no attitude
+    rec = dialogue([("agent", "a"), ("user", "I would rather not."), ("agent", "b"), ("user", "What is the charity's name?"),
+                    ("agent", "c"), ("user", "ok")])
+    res = attitude_labeler.label_dialogues([rec], coarse_override=[["negative", None, "acceptance"]])[0]
+    assert res.rounds[0].coarse == "negative"
+    assert res.rounds[1].source == "carried" and res.rounds[1].state == res.rounds[0].state
+    assert res.rounds[2].coarse == "acceptance"
+    first_none = attitude_labeler.label_dialogues([rec], coarse_override=[[None, None, None]])[0]
+    assert first_none.rounds[0].coarse == "neutral"  # a first round without attitude starts neutral
+
+
+def test_missing_heads_folder_is_a_clear_error(tmp_path):
+    from mads_text.labelers.heads import HeadError
+
+    with pytest.raises(HeadError, match="mads train labeler"):
+        make_labeler("strategy", "embedded", heads=str(tmp_path))
+
+
+# --- a real small LLM through the CoA prompt (machinery only: SmolLM2's labels are not meaningful) ------
+
+
+@pytest.mark.slow
+def test_llm_coa_with_smollm2():
+    from mads_text.llm import make_backend
+
+    be = make_backend("embedded", "smollm2", parallel=1)
+    rec = dialogue([("agent", "Hello, would you like our insurance plan?"), ("user", "No thanks, not interested.")])
+    res = LLMAttitudeLabeler(be, max_attempts=2).label_dialogues([rec])[0]
+    # constrained decoding makes the answer valid; if the model still fails, the dialogue is marked
+    if res.ok:
+        assert len(res.rounds) == 1 and res.rounds[0].state in STATES and isinstance(res.accepted, bool)
+    else:
+        assert res.error and len(res.rounds) == 1
