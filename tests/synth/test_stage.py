@@ -133,8 +133,11 @@ def test_kokoro_telephony_and_hf_dataset(aud_kokoro, real_run):
         assert info.channels == 2 and info.samplerate == 8000
     ds = datasets.load_from_disk(str(out / "hf"))
     recs = read_dialogues(real_run)
-    want = sum(1 for r in recs for i, t in enumerate(r.turns)
-               if t.role == "user" and any(u.role == "agent" for u in r.turns[i + 1 :]))  # fmt: skip
+    def answered(r, i):  # a spoken customer turn whose next agent turn is spoken too
+        nxt = next((j for j in range(i + 1, len(r.turns)) if r.turns[j].role == "agent"), None)
+        return nxt is not None and speakable(r.turns[i].text) and speakable(r.turns[nxt].text)
+
+    want = sum(1 for r in recs for i, t in enumerate(r.turns) if t.role == "user" and answered(r, i))
     assert len(ds) == want
     assert {"user_audio", "agent_audio", "context", "agent_text", "persona_id", "run", "user_audio_8k"} <= set(ds.column_names)
     # decoding needs torchcodec + FFmpeg (not installed here); the raw bytes are the WAV files themselves
