@@ -46,9 +46,10 @@ def peak_rss_mb() -> float:
 def phase_selfplay(a) -> dict:
     from mads_text.orchestrator import SimulationConfig, simulate
 
-    backend = Recorder(make_backend("embedded", a.model, parallel=a.concurrency, retries=0))
+    backend = Recorder(make_backend(a.backend, a.model, base_url=a.base_url, parallel=a.concurrency, retries=0))
     cfg = SimulationConfig(scenario=a.scenario, group="sign", personas=a.personas, per_persona=1,
-                           max_rounds=a.max_rounds, seed=a.seed, model=a.model, concurrency=a.concurrency)
+                           max_rounds=a.max_rounds, seed=a.seed, backend=a.backend, model=a.model,
+                           base_url=a.base_url, concurrency=a.concurrency)
     with tempfile.TemporaryDirectory() as d:
         asyncio.run(backend.check())  # load the model before the clock starts
         t0 = time.perf_counter()
@@ -71,7 +72,7 @@ def phase_selfplay(a) -> dict:
 
 def phase_raw(a) -> dict:
     dialogues = pickle.loads(Path(a.requests).read_bytes())
-    backend = make_backend("embedded", a.model, parallel=a.concurrency, retries=0).unwrap()
+    backend = make_backend(a.backend, a.model, base_url=a.base_url, parallel=a.concurrency, retries=0).unwrap()
 
     async def main():
         await backend.check()
@@ -95,6 +96,8 @@ def phase_raw(a) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backend", default="embedded", help="embedded, vllm, openai or transformers")
+    ap.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (--backend openai)")
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--scenario", default="insurance")
     ap.add_argument("--personas", type=int, default=8)
@@ -111,7 +114,8 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as d:
         a.requests = str(Path(d) / "requests.pkl")
-        base = [sys.executable, __file__, "--model", a.model, "--scenario", a.scenario, "--personas", str(a.personas),
+        base = [sys.executable, __file__, "--backend", a.backend, *(["--base-url", a.base_url] if a.base_url else []),
+                "--model", a.model, "--scenario", a.scenario, "--personas", str(a.personas),
                 "--max-rounds", str(a.max_rounds), "--concurrency", str(a.concurrency), "--seed", str(a.seed),
                 "--requests", a.requests]
         # separate processes: each phase starts with a cold model and an empty prompt cache

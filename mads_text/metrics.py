@@ -214,11 +214,15 @@ def bootstrap_ci(
     n_boot: int = 1000,
     alpha: float = 0.05,
     seed: int = 0,
+    method: str = "percentile",
 ) -> tuple[float, float]:
-    """Percentile bootstrap CI of ``stat`` over ``units`` (dialogues), resampled with replacement.
+    """Bootstrap CI of ``stat`` over ``units`` (dialogues), resampled with replacement.
 
-    Returns the (alpha/2, 1 - alpha/2) quantiles of stat over ``n_boot`` resamples of the same size;
-    resamples where stat is NaN are dropped. (NaN, NaN) when there are no units.
+    ``percentile``: the (alpha/2, 1 - alpha/2) quantiles of stat over ``n_boot`` resamples of the same size.
+    ``centered``: those quantiles shifted by theta - mean(resamples), i.e. the spread of the resamples
+    around the full-sample value theta. Use it for plug-in entropies and divergences: duplicated dialogues
+    in a resample lower an entropy (raise a divergence), so the plain percentile interval can miss theta. Resamples where stat is NaN are dropped.
+    (NaN, NaN) when there are no units.
     """
     units = list(units)
     if not units:
@@ -234,7 +238,14 @@ def bootstrap_ci(
     if not vals:
         return math.nan, math.nan
     lo, hi = np.quantile(vals, [alpha / 2, 1 - alpha / 2])
+    if method == "centered":
+        return _center(float(stat(units)), vals, float(lo), float(hi))
     return float(lo), float(hi)
+
+
+def _center(theta: float, vals: list[float], lo: float, hi: float) -> tuple[float, float]:
+    shift = theta - float(np.mean(vals))
+    return max(0.0, lo + shift), max(0.0, hi + shift)
 
 
 def bootstrap_ci_two(
@@ -244,8 +255,9 @@ def bootstrap_ci_two(
     n_boot: int = 1000,
     alpha: float = 0.05,
     seed: int = 0,
+    method: str = "percentile",
 ) -> tuple[float, float]:
-    """Percentile bootstrap CI of a two-group statistic (e.g. JS), resampling dialogues within each group."""
+    """Bootstrap CI of a two-group statistic (e.g. JS), resampling dialogues within each group (see bootstrap_ci)."""
     a, b = list(units_a), list(units_b)
     if not a or not b:
         return math.nan, math.nan
@@ -263,4 +275,6 @@ def bootstrap_ci_two(
     if not vals:
         return math.nan, math.nan
     lo, hi = np.quantile(vals, [alpha / 2, 1 - alpha / 2])
+    if method == "centered":
+        return _center(float(stat(a, b)), vals, float(lo), float(hi))
     return float(lo), float(hi)
