@@ -33,10 +33,13 @@ class Recorder(_Delegating):
     def __init__(self, inner: LLMBackend):
         super().__init__(inner)
         self.log: list[tuple[str, object, GenParams]] = []
+        self.processed = 0  # prompt + generated tokens
 
     async def _complete(self, prompt, params):
         self.log.append((asyncio.current_task().get_name(), prompt, params))
-        return await self.inner.complete(prompt, params)
+        out = await self.inner.complete(prompt, params)
+        self.processed += out.prompt_tokens + out.completion_tokens
+        return out
 
 
 def peak_rss_mb() -> float:
@@ -66,6 +69,8 @@ def phase_selfplay(a) -> dict:
         "completion_tokens": res.completion_tokens,
         "tokens_per_s": res.completion_tokens / wall,
         "llm_calls": len(backend.log),
+        "processed_tokens": backend.processed,
+        "processed_per_s": backend.processed / wall,
         "peak_rss_mb": peak_rss_mb(),
     }
 
@@ -77,21 +82,24 @@ def phase_raw(a) -> dict:
     async def main():
         await backend.check()
         queue = list(dialogues)
-        tokens = 0
+        tokens = processed = 0
 
         async def worker():
-            nonlocal tokens
+            nonlocal tokens, processed
             while queue:
                 reqs = queue.pop(0)
                 for prompt, params in reqs:
-                    tokens += (await backend.complete(prompt, params)).completion_tokens
+                    out = await backend.complete(prompt, params)
+                    tokens += out.completion_tokens
+                    processed += out.prompt_tokens + out.completion_tokens
 
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(a.concurrency)))
-        return tokens, time.perf_counter() - t0
+        return tokens, processed, time.perf_counter() - t0
 
-    tokens, wall = asyncio.run(main())
-    return {"completion_tokens": tokens, "wall_s": wall, "tokens_per_s": tokens / wall, "peak_rss_mb": peak_rss_mb()}
+    tokens, processed, wall = asyncio.run(main())
+    return {"completion_tokens": tokens, "wall_s": wall, "tokens_per_s": tokens / wall, "processed_tokens": processed,
+            "processed_per_s": processed / wall, "peak_rss_mb": peak_rss_mb()}
 
 
 def main() -> None:
@@ -122,14 +130,19 @@ def main() -> None:
         sp = json.loads(subprocess.run(base + ["--phase", "selfplay"], capture_output=True, text=True, check=True).stdout.splitlines()[-1])
         raw = json.loads(subprocess.run(base + ["--phase", "raw"], capture_output=True, text=True, check=True).stdout.splitlines()[-1])
     ratio = sp["tokens_per_s"] / raw["tokens_per_s"]
+    # unseeded sampling ends replayed turns at other points, so generated-token counts differ between the
+    # phases; prompt + generated tokens per second compares the work done per second on equal terms
+    ratio_processed = sp["processed_per_s"] / raw["processed_per_s"]
     print(f"model {a.model}, {a.personas} dialogues x {a.max_rounds} rounds, concurrency {a.concurrency}")
     print(f"self-play : {sp['dialogues_per_min']:.2f} dialogues/min, {sp['tokens_per_s']:.1f} generated tokens/s "
           f"({sp['completion_tokens']} tokens, {sp['llm_calls']} calls, {sp['wall_s']:.1f} s), peak RSS {sp['peak_rss_mb']:.0f} MB")
     print(f"raw replay: {raw['tokens_per_s']:.1f} generated tokens/s ({raw['completion_tokens']} tokens, {raw['wall_s']:.1f} s), "
           f"peak RSS {raw['peak_rss_mb']:.0f} MB")
-    print(f"ratio self-play / raw tokens/s: {ratio:.3f}")
+    print(f"processed (prompt + generated) tokens/s: self-play {sp['processed_per_s']:.1f}, raw {raw['processed_per_s']:.1f}")
+    print(f"ratio self-play / raw: generated tokens/s {ratio:.3f}, processed tokens/s {ratio_processed:.3f}")
     if a.json:
-        Path(a.json).write_text(json.dumps({"selfplay": sp, "raw": raw, "ratio": ratio, "args": vars(a)}, indent=2))
+        Path(a.json).write_text(json.dumps({"selfplay": sp, "raw": raw, "ratio": ratio, "ratio_processed": ratio_processed,
+                                            "args": vars(a)}, indent=2))
 
 
 if __name__ == "__main__":
