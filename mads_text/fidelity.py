@@ -10,13 +10,13 @@ percentile bootstrap intervals over people.
 
 from __future__ import annotations
 
-import math
 import re
 from collections import defaultdict
 from typing import Any, Sequence
 
 import numpy as np
 
+from .metrics import wilson_interval
 from .records import DialogueRecord
 
 _NUM = r"(\d+(?:\.\d{1,2})?)"
@@ -65,11 +65,7 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float, float]:
     """Proportion k/n with its Wilson score interval."""
     if n == 0:
         return float("nan"), float("nan"), float("nan")
-    p = k / n
-    den = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return p, max(0.0, centre - half), min(1.0, centre + half)
+    return (k / n, *wilson_interval(k, n, z))
 
 
 def bootstrap(stat, arrays: Sequence[np.ndarray], n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:

@@ -208,6 +208,15 @@ def acceptance_rate(outcomes: Iterable[str], accept: str = "accept") -> float:
 # --- uncertainty ------------------------------------------------------------------------
 
 
+def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of the proportion k/n (n > 0), clipped to [0, 1]."""
+    p = k / n
+    den = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def bootstrap_ci(
     units: Sequence[U],
     stat: Callable[[Sequence[U]], float],

@@ -44,6 +44,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from . import runstore
 from .agents import derive_seed
 from .llm import GenParams, LLMBackend, LLMError, LLMUnavailable, Message
+from .metrics import wilson_interval
+from .orchestrator import gather_or_cancel
 
 Mode = Literal["faithful", "fixed"]
 MARK_VARIANTS = ("balanced", "guarded", "generous")
@@ -442,11 +444,7 @@ async def run_experiment(
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     if n == 0:
         return (0.0, 0.0)
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return (max(0.0, c - h), min(1.0, c + h))
+    return wilson_interval(k, n, z)
 
 
 def summarize(records: list[MMPRecord], mode: Mode) -> dict[str, Any]:
@@ -583,12 +581,7 @@ async def evaluate(
 
         tasks = [asyncio.create_task(one(i)) for i in todo]
         try:
-            await asyncio.gather(*tasks)
-        except BaseException:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+            await gather_or_cancel(tasks)
         finally:
             writer.close()
             if bar is not None:

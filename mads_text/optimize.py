@@ -57,6 +57,7 @@ from pydantic import BaseModel, Field
 from . import runstore
 from .evolve import DialogueFeedback, EvolutionResult, Feedback, evolve, pick_cases
 from .llm import GenParams, LLMBackend, make_backend
+from .metrics import wilson_interval
 from .orchestrator import SimulationConfig, resolve_mode, run_dialogue, simulate, write_stats
 from .personas import Persona, sample_personas
 from .records import DialogueRecord, RunManifest
@@ -296,11 +297,8 @@ class IterationRow(BaseModel):
 def _wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     if n == 0:
         return (0.0, 0.0)
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return (round(max(0.0, c - h), 4), round(min(1.0, c + h), 4))
+    lo, hi = wilson_interval(k, n, z)
+    return (round(lo, 4), round(hi, 4))
 
 
 def best_row(rows: list[IterationRow]) -> IterationRow:

@@ -277,6 +277,17 @@ def plan_run(cfg: SimulationConfig, out_dir: str | Path, backend: LLMBackend, re
     return RunPlan(cfg, scenario, mode, out, path, personas, todo, set(done), total)
 
 
+async def gather_or_cancel(tasks: list[asyncio.Task]) -> None:
+    """Wait for every task; on the first failure (or our own cancellation) cancel the rest and re-raise."""
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
 async def simulate(
     cfg: SimulationConfig,
     out_dir: str | Path,
@@ -321,12 +332,7 @@ async def simulate(
 
     tasks = [asyncio.create_task(one(p, k), name=dialogue_id(p, k)) for p, k in todo]
     try:
-        await asyncio.gather(*tasks)
-    except BaseException:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
+        await gather_or_cancel(tasks)
     finally:
         result.wall_s = time.perf_counter() - t0
         writer.close()

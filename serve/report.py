@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from mads_text.metrics import wilson_interval
+
 from .arms import ARMS
 from .store import CallStore
 
@@ -30,11 +32,7 @@ Z95 = 1.959963984540054
 def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float] | None:
     if n == 0:
         return None
-    p = k / n
-    den = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    return wilson_interval(k, n, z)
 
 
 def two_proportion_test(k1: int, n1: int, k2: int, n2: int) -> dict[str, Any] | None:
