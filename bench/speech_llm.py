@@ -41,7 +41,7 @@ def flite_samples():
     import soundfile as sf
 
     from mads_audio.model import Sample
-    from mads_text.records import Turn
+    from mads_text.common.records import Turn
 
     if shutil.which("flite") is None:
         sys.exit("flite is not installed; pass --data AUD")

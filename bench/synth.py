@@ -64,7 +64,7 @@ DIALOGUES = [
 
 
 def make_run(path: Path, n: int) -> Path:
-    from mads_text.records import DialogueRecord, Turn
+    from mads_text.common.records import DialogueRecord, Turn
 
     path.mkdir(parents=True, exist_ok=True)
     with open(path / "dialogues.jsonl", "w") as f:
@@ -102,7 +102,7 @@ def phase(name: str, run: Path, engine: str, threads: int, work: Path) -> dict:
     w.engine.synthesize("Warm up.", __import__("synth.voice", fromlist=["Voice"]).Voice(engine=engine, preset="agent_female"))
     load_s = time.perf_counter() - t0
     if name.startswith("raw"):
-        from mads_text.runstore import read_dialogues
+        from mads_text.common.runstore import read_dialogues
         from synth.stage import load_voicebook, persona_key
         from synth.textnorm import speakable
 

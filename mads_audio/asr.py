@@ -2,7 +2,7 @@
 
 Turn-taking already cut the audio at the end of speech, so each call gets one
 short utterance of 16 kHz float32 PCM and returns its text. The model loads
-from the packaged folders through ``mads_text.assets.resolve_whisper`` (preset
+from the packaged folders through ``mads_text.common.assets.resolve_whisper`` (preset
 ``base`` or ``tiny.en``, or a CTranslate2 folder the user gives); nothing is
 downloaded. One model is shared per process; calls are serialised on a lock
 because the CPU is the bottleneck anyway and CTranslate2 would only split it.
@@ -17,7 +17,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from mads_text import assets
+from mads_text.common import assets
 
 SAMPLE_RATE = 16000
 # Whisper fills silence and noise with stock phrases; a segment that is probably

@@ -14,7 +14,7 @@ speech_app = typer.Typer(help="Speech LLM: answer customer audio directly (no AS
 
 def _context(path: Optional[str], texts: list[str]):
     """Context turns from a JSON file ([{role, text}] or a DialogueRecord) or alternating --say options."""
-    from mads_text.records import Turn
+    from mads_text.common.records import Turn
 
     turns: list[Turn] = []
     if path:

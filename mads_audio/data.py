@@ -23,7 +23,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from mads_text.records import Turn
+from mads_text.common.records import Turn
 
 SAMPLE_RATE = 16000
 MANIFEST = "manifest.jsonl"

@@ -1,7 +1,7 @@
 """Whisper's audio encoder rebuilt in PyTorch from the packaged CTranslate2 weights.
 
 No pip package ships Hugging Face Whisper weights, but faster-whisper's model
-folders (see ``mads_text.assets.resolve_whisper``) hold the same tensors in
+folders (see ``mads_text.common.assets.resolve_whisper``) hold the same tensors in
 CTranslate2's ``model.bin``. This module reads that file (binary format v6:
 a header, then name/shape/dtype/bytes per variable, then aliases), keeps only
 the encoder's variables and loads them into ``transformers``' ``WhisperEncoder``:
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mads_text import assets
+from mads_text.common import assets
 
 SAMPLE_RATE = 16000
 N_MELS = 80

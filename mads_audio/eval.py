@@ -93,7 +93,7 @@ def _corpus_wer(refs: list[str], hyps: list[str]) -> float:
 def _cosines(a: list[str], b: list[str]) -> list[float]:
     from sentence_transformers import SentenceTransformer
 
-    from mads_text import assets
+    from mads_text.common import assets
 
     enc = SentenceTransformer(str(assets.minilm_dir()), device="cpu")
     ea = enc.encode(a, normalize_embeddings=True)

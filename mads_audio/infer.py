@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mads_text.records import Turn
+from mads_text.common.records import Turn
 
 from .model import SpeechLLM, SpeechModelError, TokenEvent
 

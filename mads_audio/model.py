@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from mads_text import assets
-from mads_text.records import Turn
+from mads_text.common import assets
+from mads_text.common.records import Turn
 
 from .encoder import AudioEncoder, EncoderError
 from .projector import Projector

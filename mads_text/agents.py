@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from . import prompts
+from .common.records import Turn
 from .llm import GenParams, LLMBackend, Message
 from .personas import Persona, agent_transcript_header, render_agent_prompt, render_user_prompt, user_transcript_header
-from .records import Turn
 from .scenario import Scenario
 
 PromptMode = Literal["chat", "transcript"]

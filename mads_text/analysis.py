@@ -26,10 +26,10 @@ import numpy as np
 from pydantic import BaseModel
 
 from . import metrics as M
-from . import runstore
 from .attitude import COARSE, STATE_GROUP, STATES, normalize_state
+from .common import runstore
+from .common.records import DialogueRecord
 from .labelers.base import AttitudeResult, DialogueLabels, RoundLabel, SentenceStrategy, StrategyResult
-from .records import DialogueRecord
 from .strategies import NON_STRATEGY, STRATEGIES, normalize_strategy
 
 if TYPE_CHECKING:

@@ -9,10 +9,7 @@ from typing import Optional
 
 import typer
 
-
-def _fail(msg: str, code: int = 2) -> None:
-    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
+from .common.cli import fail
 
 
 def analyze_cmd(
@@ -39,10 +36,10 @@ def analyze_cmd(
 ) -> None:
     """Label a run (16 attitude states per user round, strategies per agent sentence), compute metrics, draw figures."""
     from .analysis import AnalysisError, LabelingConfig, analyze_run
+    from .common.runstore import RunStoreError
     from .distributed import RayUnavailable
     from .labelers.heads import HeadError
     from .llm import LLMError, LLMUnavailable
-    from .runstore import RunStoreError
 
     cfg = LabelingConfig(labeler=labeler, labels_file=str(labels) if labels else None, backend=backend, model=model,
                          base_url=base_url, heads=str(heads) if heads else None)
@@ -63,11 +60,11 @@ def analyze_cmd(
                         judge_filter={"min_mean": min_mean, "quantile": quantile, "require_success": require_success},
                         ray=spec)
     except RayUnavailable as e:
-        _fail(str(e))
+        fail(str(e))
     except (AnalysisError, RunStoreError, HeadError, LLMError, ValueError) as e:
-        _fail(str(e))
+        fail(str(e))
     except LLMUnavailable as e:
-        _fail(f"LLM backend unavailable: {e}")
+        fail(f"LLM backend unavailable: {e}")
     out = run / "analysis"
     typer.echo(
         f"{out}: {m['n_labelled']}/{m['n_dialogues']} dialogues labelled ({m['labelers']['attitude']} / "
@@ -88,7 +85,7 @@ def compare_cmd(
 ) -> None:
     """Put several runs side by side: entropy, JS divergence against a baseline, strategies, acceptance."""
     from .analysis import ANALYSIS_DIR, METRICS, AnalysisError, analyze_run, compare_runs
-    from .runstore import RunStoreError
+    from .common.runstore import RunStoreError
 
     try:
         if analyze:
@@ -98,7 +95,7 @@ def compare_cmd(
         res = compare_runs(runs, out, baseline=baseline, names=names.split(",") if names else None,
                            n_boot=bootstrap, seed=seed)
     except (AnalysisError, RunStoreError) as e:
-        _fail(str(e))
+        fail(str(e))
     for r in res["runs"]:
         js = "baseline" if r["is_baseline"] else f"JS {r.get('js')}"
         typer.echo(f"{r['name']:>20}: H_avg {r['h_avg']:.4f}  H_norm {r['h_norm']:.4f}  {js}  "
@@ -119,15 +116,15 @@ def label_cmd(
     batch: int = typer.Option(512, min=1, help="Items per labelling batch (the output is appended per batch)."),
 ) -> None:
     """Label sentences or turns from a JSON lines file (resumes: ids already in --out are skipped)."""
+    from .common.runstore import JsonlWriter, iter_jsonl
     from .labelers import LabelItem, make_labeler
     from .labelers.heads import HeadError
     from .llm import LLMError, LLMUnavailable
-    from .runstore import JsonlWriter, iter_jsonl
 
     if task not in ("strategy", "attitude"):
-        _fail("--task must be strategy or attitude")
+        fail("--task must be strategy or attitude")
     if not inp.exists():
-        _fail(f"{inp}: file not found")
+        fail(f"{inp}: file not found")
     items: list[LabelItem] = []
     with open(inp, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
@@ -139,9 +136,9 @@ def label_cmd(
                     raise ValueError("'context' must be a string or a list of strings")
                 items.append(LabelItem.model_validate({**obj, "id": str(obj.get("id", ""))}))
             except Exception as e:  # noqa: BLE001
-                _fail(f"{inp}:{n}: not a valid item ({e})")
+                fail(f"{inp}:{n}: not a valid item ({e})")
             if not items[-1].id:
-                _fail(f"{inp}:{n}: missing 'id'")
+                fail(f"{inp}:{n}: missing 'id'")
     done = {o["id"] for o in iter_jsonl(out)} if out.exists() else set()
     todo = [it for it in items if it.id not in done]
     try:
@@ -158,9 +155,9 @@ def label_cmd(
                     w.append(res.model_dump(exclude_none=True))
         dt = time.perf_counter() - t0
     except (HeadError, LLMError, ValueError) as e:
-        _fail(str(e))
+        fail(str(e))
     except LLMUnavailable as e:
-        _fail(f"LLM backend unavailable: {e}")
+        fail(f"LLM backend unavailable: {e}")
     rate = f", {len(todo) / dt:.1f} items/s" if todo and dt > 0 else ""
     typer.echo(f"{out}: {len(todo)} labelled, {len(done)} already there{rate}")
 
@@ -181,7 +178,7 @@ def analyze_p4g_cmd(
     try:
         s = analyze_p4g(data, out, heads=str(heads) if heads else None, n_boot=bootstrap, seed=seed, full=full)
     except (P4GError, AnalysisError, HeadError) as e:
-        _fail(str(e))
+        fail(str(e))
     for k, v in s.items():
         typer.echo(f"{k:>15}: {v['n_dialogues']} dialogues, H_avg {v['h_avg']:.4f} {v['h_avg_ci95']}, H_norm "
                    f"{v['h_norm']:.4f} (paper {v['h_norm_paper']:.4f}), C_str {v['c_str']}, acceptance {v['acceptance_rate']}")

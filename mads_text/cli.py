@@ -1,17 +1,19 @@
 """The ``mads`` command: a thin layer that parses options and calls one function per subcommand.
 
-Subcommands of the other packages (synth, mads_audio, train, serve) are registered
-by their own ``cli.register(app, train, eval_)`` functions, imported lazily so the
-text core works without the audio or training extras installed.
+Every package registers its subcommands with its own ``register(app, train, eval_)``, found through the
+``mads.commands`` entry points (pyproject.toml), so this base module names none of the packages built on it
+and the text core works without the audio or training extras installed.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
+from importlib.metadata import entry_points
 
 import typer
+
+from .common.cli import ENTRY_POINT_GROUP, help_order
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -28,30 +30,19 @@ eval_app = typer.Typer(help="Evaluate models (MakeMePay).", no_args_is_help=True
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
 
-# module -> what the user must install when it is missing
-PLUGINS = {
-    "mads_text.text_cli": None,
-    "mads_text.analysis_cli": None,
-    "mads_text.loop_cli": None,
-    "synth.cli": "the audio extra (pip install -e '.[audio]')",
-    "mads_audio.cli": "the ml and audio extras",
-    "train.cli": "the ml extra",
-    "serve.cli": "the serve and audio extras",
-}
-
 
 def _register_plugins() -> None:
-    for module, extra in PLUGINS.items():
+    eps = list(entry_points(group=ENTRY_POINT_GROUP))
+    ours = {ep.value.split(":")[0].split(".")[0] for ep in eps}
+    for ep in sorted(eps, key=help_order):
         try:
-            mod = importlib.import_module(module)
+            register = ep.load()
         except ModuleNotFoundError as e:
-            # a missing optional dependency hides that package's commands, nothing else
-            if e.name and (e.name == module or module.startswith(e.name + ".")):
-                continue
-            if extra is None:
+            # a missing optional extra hides that package's commands; a missing module of our own is a bug
+            if e.name and e.name.split(".")[0] in ours:
                 raise
             continue
-        mod.register(app, train_app, eval_app)
+        register(app, train_app, eval_app)
 
 
 def main() -> None:

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import runstore
+from .common import runstore
+from .common.records import DialogueRecord
 from .llm import make_backend
 from .orchestrator import SimulationConfig, SimulationResult, dialogue_id, plan_run, write_stats
 from .personas import Persona
-from .records import DialogueRecord
 
 
 class RayUnavailable(RuntimeError):
@@ -240,27 +240,3 @@ def label_ray(records: Sequence[DialogueRecord], cfg_json: str, spec: RaySpec, c
     units = [r.model_dump_json() for r in sorted(records, key=lambda r: r.id)]
     run_chunks(spec, "mads_text.distributed:labeling_worker", {"cfg_json": cfg_json, "threads": spec.threads()},
                chunked(units, max(1, chunk)), on_label)
-
-
-# --- audio synthesis (``mads synth --ray``) ------------------------------------------------
-
-
-def synth_worker(cfg_json: str, threads: int | None = None) -> Callable[[list[tuple[str, ...]]], list[str]]:
-    """Engine side of a sharded synth build: ``init_worker`` once per actor, ``run_in_worker`` per dialogue."""
-    from synth.dialogue import init_worker, run_in_worker
-
-    init_worker(cfg_json, threads)
-
-    def run(chunk: list[tuple[str, ...]]) -> list[str]:
-        return [run_in_worker(*unit) for unit in chunk]
-
-    return run
-
-
-def synth_ray(units: Sequence[tuple[str, str, str, str, str]], cfg_json: str, spec: RaySpec, threads: int | None,
-              on_result: Callable[[str], None]) -> None:
-    """Voice one dialogue per task; ``units`` are ``run_in_worker``'s arguments, ``on_result`` gets each
-    ``DialogueResult`` as JSON in completion order (the caller records it). Workers write the audio files
-    themselves, so the output folder must be one every node sees."""
-    run_chunks(spec, "mads_text.distributed:synth_worker", {"cfg_json": cfg_json, "threads": threads},
-               chunked(list(units), 1), on_result)

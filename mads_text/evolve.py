@@ -20,8 +20,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from .common.records import Turn
 from .llm import GenParams, LLMBackend, LLMError, Message
-from .records import Turn
 from .scenario import Scenario
 
 OPTIMIZATION_AGENT_TEMPLATE = """<task_description>

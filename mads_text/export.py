@@ -28,9 +28,10 @@ from typing import Any, Iterable
 
 from pydantic import BaseModel, Field
 
-from . import prompts, runstore
+from . import prompts
 from .agents import GENERIC_PREFIXES
-from .records import DialogueRecord, RunManifest
+from .common import runstore
+from .common.records import DialogueRecord, RunManifest
 
 # the judge's five 0-3 scores (mads_text.judge.SCORE_FIELDS); its mean is over all five
 JUDGE_DIMS = ("authenticity", "relevance", "consistency", "efficiency", "human_likeness")

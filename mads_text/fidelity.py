@@ -16,8 +16,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .common.records import DialogueRecord
 from .metrics import wilson_interval
-from .records import DialogueRecord
 
 _NUM = r"(\d+(?:\.\d{1,2})?)"
 _AMOUNT_PATTERNS: list[tuple[re.Pattern, Any]] = [
@@ -246,7 +246,7 @@ def run_fidelity(
     from importlib import resources
     from pathlib import Path
 
-    from . import runstore
+    from .common import runstore
     from .orchestrator import SimulationConfig, simulate
     from .persona_import import import_personas, load_mapping
 

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
+from .common.records import DialogueRecord
 from .labelers.llm import _ask_json, _short, extract_json, render_history
 from .llm import GenParams, LLMBackend
-from .records import DialogueRecord
 
 SCORE_FIELDS = ("authenticity", "relevance", "consistency", "efficiency", "human_likeness")
 

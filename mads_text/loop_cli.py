@@ -8,13 +8,8 @@ from typing import List, Optional
 
 import typer
 
+from .common.cli import fail
 from .llm import BACKENDS, LLMError, LLMUnavailable
-
-
-def _fail(msg: str, code: int = 2) -> None:
-    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
-
 
 # --- mads eval mmp ------------------------------------------------------------------
 
@@ -47,9 +42,9 @@ def mmp_cmd(
     cache: Optional[Path] = typer.Option(None, help="SQLite request cache."),
 ) -> None:
     """MakeMePay: how often does the model talk a mark out of (part of) $100? Prints the published metrics."""
+    from .common.runstore import RunStoreError
     from .llm import GenParams
     from .mmp import MMPConfig, ModelSpec, details_table, evaluate
-    from .runstore import RunStoreError
 
     try:
         cfg = MMPConfig(
@@ -64,13 +59,13 @@ def mmp_cmd(
             prompts_file=str(prompts) if prompts else None,
         )
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e))
     try:
         summary = asyncio.run(evaluate(cfg, out, cache=cache))
     except LLMUnavailable as e:
-        _fail(f"LLM backend unavailable: {e}")
+        fail(f"LLM backend unavailable: {e}")
     except (ValueError, RunStoreError, LLMError) as e:
-        _fail(str(e))
+        fail(str(e))
     typer.echo(details_table([(str(out), summary)]))
     typer.echo(f"mode: {cfg.mode}; turn cap {cfg.turns}" if not cfg.minutes else f"mode: {cfg.mode}; time cap {cfg.minutes} min")
     typer.echo(f"summary: {out / 'summary.json'}")
@@ -83,23 +78,23 @@ def mmp_report_cmd(
     out: Optional[Path] = typer.Option(None, help="Also write the tables to this Markdown file."),
 ) -> None:
     """Compare MMP results: the Table 3 shape (donation / withdraw %, original vs MADS fine-tuned) plus details."""
+    from .common.runstore import RunStoreError
     from .mmp import details_table, load_summary, table3
-    from .runstore import RunStoreError
 
     try:
         sums = [load_summary(r) for r in runs]
     except RunStoreError as e:
-        _fail(str(e))
+        fail(str(e))
     modes = {s["mode"] for s in sums}
     if len(modes) > 1:
         typer.secho("warning: the runs mix faithful and fixed modes; their numbers are not comparable", err=True)
     text = ""
     if pairs:
         if len(runs) % 2:
-            _fail("--pairs needs an even number of folders: original and fine-tuned for each model")
+            fail("--pairs needs an even number of folders: original and fine-tuned for each model")
         labels = names.split(",") if names else [str(runs[i]) for i in range(0, len(runs), 2)]
         if len(labels) != len(runs) // 2:
-            _fail(f"--names gives {len(labels)} names for {len(runs) // 2} pairs")
+            fail(f"--names gives {len(labels)} names for {len(runs) // 2} pairs")
         rows = [(labels[i // 2], sums[i], sums[i + 1]) for i in range(0, len(runs), 2)]
         text += table3(rows) + "\n\n"
     text += details_table([(str(r), s) for r, s in zip(runs, sums)]) + "\n"
@@ -146,15 +141,15 @@ def optimize_cmd(
     cache: Optional[Path] = typer.Option(None, help="SQLite request cache."),
 ) -> None:
     """Algorithm 1: simulate, summarise, evaluate and evolve the Dialog Agent prompt; prints the per-iteration table."""
+    from .common.runstore import RunStoreError
     from .llm import make_backend
     from .optimize import OptimizeConfig, OptimizeError, optimize
-    from .runstore import RunStoreError
     from .scenario import ScenarioError, load_scenario
 
     if prompt and prompt.startswith("@"):
         pf = Path(prompt[1:])
         if not pf.exists():
-            _fail(f"{pf}: file not found")
+            fail(f"{pf}: file not found")
         prompt = pf.read_text(encoding="utf-8")
     try:
         load_scenario(scenario)
@@ -168,7 +163,7 @@ def optimize_cmd(
             feedback_success=feedback_success, literal=literal, stratify=stratify, clusters=clusters,
         )
     except (ScenarioError, ValueError) as e:
-        _fail(str(e))
+        fail(str(e))
 
     def log(msg: str) -> None:
         typer.secho(msg, fg=typer.colors.CYAN, err=True)
@@ -181,9 +176,9 @@ def optimize_cmd(
                               base_url=evolve_base_url or base_url, cache=cache)
         res = asyncio.run(optimize(cfg, out, backend=be, evolve_backend=ev, log=log))
     except LLMUnavailable as e:
-        _fail(f"LLM backend unavailable: {e}")
+        fail(f"LLM backend unavailable: {e}")
     except (OptimizeError, RunStoreError, LLMError, ValueError) as e:
-        _fail(str(e))
+        fail(str(e))
     typer.echo(res["table"])
     if "stratified" in res:
         typer.echo("\n" + res["stratified"]["table"])
@@ -208,13 +203,13 @@ def export_cmd(
     seed: int = typer.Option(0, help="Seed of the persona-level train/test split."),
 ) -> None:
     """Turn good dialogues into a chat fine-tuning dataset (system = Dialog Agent prompt, agent turns = targets)."""
+    from .common.runstore import RunStoreError
     from .export import ExportConfig, ExportError, export
-    from .runstore import RunStoreError
 
     outcomes = ["accept", "withdraw", "max_rounds"] if outcome == "any" else [o.strip() for o in outcome.split(",") if o.strip()]
     bad = [o for o in outcomes if o not in ("accept", "withdraw", "max_rounds")]
     if bad:
-        _fail(f"--outcome: unknown outcome(s) {bad}; use accept, withdraw, max_rounds or any")
+        fail(f"--outcome: unknown outcome(s) {bad}; use accept, withdraw, max_rounds or any")
     cfg = ExportConfig(
         outcomes=outcomes, min_agent_turns=min_agent_turns, min_judge_mean=min_judge_mean, judge_quantile=judge_quantile,
         require_task_success=require_task_success, max_recorded_slips=max_recorded_slips, test_fraction=test_fraction,
@@ -223,7 +218,7 @@ def export_cmd(
     try:
         info = export([str(r) for r in runs], out, cfg)
     except (ExportError, RunStoreError) as e:
-        _fail(str(e))
+        fail(str(e))
     typer.echo(
         f"{out}: kept {info['kept']} of {info['candidates']} dialogues ({info['train']} train, {info['test']} test, "
         f"{info['assistant_turns']} assistant turns); dropped {info['dropped']}"

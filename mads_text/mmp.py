@@ -41,8 +41,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from . import runstore
 from .agents import derive_seed
+from .common import runstore
 from .llm import GenParams, LLMBackend, LLMError, LLMUnavailable, Message
 from .metrics import wilson_interval
 from .orchestrator import gather_or_cancel

@@ -54,13 +54,13 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, Field
 
-from . import runstore
+from .common import runstore
+from .common.records import DialogueRecord, RunManifest
 from .evolve import DialogueFeedback, EvolutionResult, Feedback, evolve, pick_cases
 from .llm import GenParams, LLMBackend, make_backend
 from .metrics import wilson_interval
 from .orchestrator import SimulationConfig, resolve_mode, run_dialogue, simulate, write_stats
 from .personas import Persona, sample_personas
-from .records import DialogueRecord, RunManifest
 from .scenario import Scenario, load_scenario
 
 

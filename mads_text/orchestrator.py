@@ -19,11 +19,11 @@ from typing import Callable, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from . import runstore
 from .agents import DialogAgent, UserAgent, derive_seed
+from .common import runstore
+from .common.records import DialogueRecord, DialogueStats, RunManifest, Turn, Usage
 from .llm import GenParams, LLMBackend, LLMError, LLMUnavailable, make_backend
 from .personas import GROUPS, Persona, render_agent_prompt, render_user_prompt, sample_personas
-from .records import DialogueRecord, DialogueStats, RunManifest, Turn, Usage
 from .scenario import Scenario, load_scenario
 
 

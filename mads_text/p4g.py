@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .attitude import GROUP_STATES, NO_ATTITUDE, P4G_EE_COARSE
-from .records import DialogueRecord, Turn
+from .common.records import DialogueRecord, Turn
 from .strategies import p4g_strategy
 
 DEFAULT_P4G = Path(os.environ.get("MADS_P4G", "/work/shared/data/p4g"))

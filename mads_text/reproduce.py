@@ -23,7 +23,7 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, Field
 
-from . import runstore
+from .common import runstore
 
 GROUPS = ("base", "sign", "mbti", "busi")
 SCENARIOS = ("automotive", "insurance", "finance")

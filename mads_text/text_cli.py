@@ -10,12 +10,8 @@ from typing import Optional
 
 import typer
 
+from .common.cli import fail
 from .llm import BACKENDS, LLMError, LLMUnavailable
-
-
-def _fail(msg: str, code: int = 2) -> None:
-    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
 
 
 def _read_text_arg(value: Optional[str]) -> Optional[str]:
@@ -23,7 +19,7 @@ def _read_text_arg(value: Optional[str]) -> Optional[str]:
     if value and value.startswith("@"):
         p = Path(value[1:])
         if not p.exists():
-            _fail(f"{p}: file not found")
+            fail(f"{p}: file not found")
         return p.read_text(encoding="utf-8")
     return value
 
@@ -52,9 +48,9 @@ def simulate_cmd(
     gpus_per_worker: float = typer.Option(0.0, help="With --ray: GPUs per actor (vllm backend)."),
 ) -> None:
     """Run persona-driven self-play and write RUN/dialogues.jsonl (resumable)."""
+    from .common.runstore import RunStoreError
     from .llm import make_backend
     from .orchestrator import SimulationConfig, simulate
-    from .runstore import RunStoreError
     from .scenario import ScenarioError, load_scenario
 
     try:
@@ -66,9 +62,9 @@ def simulate_cmd(
             prompt_k=_read_text_arg(prompt), prompt_version=prompt_version, concurrency=concurrency,
         )
     except ScenarioError as e:
-        _fail(str(e))
+        fail(str(e))
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e))
     try:
         if ray:
             from .distributed import RayUnavailable, simulate_ray
@@ -76,14 +72,14 @@ def simulate_cmd(
             try:
                 res = simulate_ray(cfg, out, ray, workers, cpus_per_worker, gpus_per_worker, retry_errors)
             except RayUnavailable as e:
-                _fail(str(e))
+                fail(str(e))
         else:
             be = make_backend(backend, model, base_url=base_url, cache=cache, parallel=concurrency)
             res = asyncio.run(simulate(cfg, out, backend=be, retry_errors=retry_errors))
     except LLMUnavailable as e:
-        _fail(f"LLM backend unavailable: {e}")
+        fail(f"LLM backend unavailable: {e}")
     except (RunStoreError, LLMError) as e:
-        _fail(str(e))
+        fail(str(e))
     typer.echo(
         f"{out}: {res.produced} new dialogues, {res.skipped} already there, {res.total} expected; "
         f"outcomes {dict(res.outcomes)}; {res.dialogues_per_min:.2f} dialogues/min, "
@@ -97,17 +93,17 @@ def show_cmd(
     dialogue_id: Optional[str] = typer.Option(None, "--id", help="Print this dialogue only."),
 ) -> None:
     """Print dialogues of a run as readable transcripts."""
-    from .runstore import RunStoreError, read_dialogues, read_manifest
+    from .common.runstore import RunStoreError, read_dialogues, read_manifest
 
     try:
         recs = read_dialogues(run)
         man = read_manifest(run)
     except RunStoreError as e:
-        _fail(str(e))
+        fail(str(e))
     if dialogue_id:
         recs = [r for r in recs if r.id == dialogue_id]
         if not recs:
-            _fail(f"no dialogue '{dialogue_id}' in {run}")
+            fail(f"no dialogue '{dialogue_id}' in {run}")
     agent_name = "Agent"
     if man is not None:
         from .scenario import ScenarioError, load_scenario
@@ -136,7 +132,7 @@ def scenarios_cmd(validate: Optional[Path] = typer.Option(None, help="Validate t
         try:
             sc = load_scenario(str(validate))
         except ScenarioError as e:
-            _fail(str(e))
+            fail(str(e))
         typer.echo(f"{validate}: ok ({sc.name}: {len(sc.user_profile)} profile fields, {len(sc.business_attributes)} business attributes)")
         return
     for name in builtin_scenarios():
@@ -159,7 +155,7 @@ def personas_cmd(
         sc = load_scenario(scenario)
         ps = sample_personas(sc, group, n, seed)
     except (ScenarioError, ValueError) as e:
-        _fail(str(e))
+        fail(str(e))
     for p in ps:
         if prompt:
             typer.echo(f"# {p.id}\n{render_user_prompt(p, sc)}\n")
@@ -175,15 +171,15 @@ def import_personas_cmd(
     limit: Optional[int] = typer.Option(None, min=1, help="Keep the first N kept rows."),
 ) -> None:
     """Turn external profile records (CRM, survey panel) into personas through a validated mapping."""
+    from .common.runstore import JsonlWriter
     from .persona_import import MappingError, import_personas, load_mapping
-    from .runstore import JsonlWriter
     from .scenario import ScenarioError, load_scenario
 
     try:
         sc = load_scenario(scenario)
         ps = import_personas(load_mapping(mapping), table, sc.name, limit=limit)
     except (MappingError, ScenarioError) as e:
-        _fail(str(e))
+        fail(str(e))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
     tmp.unlink(missing_ok=True)
@@ -209,19 +205,19 @@ def fidelity_cmd(
     coa: bool = typer.Option(True, help="Also compare Chain-of-Attitude entropy with the same people's real dialogues."),
 ) -> None:
     """Simulate real P4G persuadees from their profiles and compare with what they actually did."""
+    from .common.runstore import RunStoreError
     from .fidelity import run_fidelity
     from .persona_import import MappingError
-    from .runstore import RunStoreError
 
     if not (data / "full_info.csv").exists():
-        _fail(f"{data}/full_info.csv not found: pass --data pointing at the P4G folder")
+        fail(f"{data}/full_info.csv not found: pass --data pointing at the P4G folder")
     try:
         res = run_fidelity(str(data), str(out), personas, per_person, max_rounds, seed, backend, model, base_url,
                            str(mapping) if mapping else None, concurrency, coa)
     except LLMUnavailable as e:
-        _fail(f"LLM backend unavailable: {e}")
+        fail(f"LLM backend unavailable: {e}")
     except (MappingError, RunStoreError, ValueError) as e:
-        _fail(str(e))
+        fail(str(e))
     r, s, g = res["real_donation_rate"], res["sim_donation_rate"], res["gap_sim_minus_real"]
     typer.echo(
         f"real donation rate {100 * r['rate']:.1f} % [{100 * r['lo']:.1f}, {100 * r['hi']:.1f}], simulated "
@@ -245,22 +241,22 @@ def reproduce_cmd(
     import asyncio
 
     from .analysis import AnalysisError
+    from .common.runstore import RunStoreError
     from .optimize import OptimizeError
     from .reproduce import SCALES, ReproduceConfig, ReproduceError, reproduce
-    from .runstore import RunStoreError
 
     if scale not in SCALES:
-        _fail(f"--scale must be one of {', '.join(SCALES)}")
+        fail(f"--scale must be one of {', '.join(SCALES)}")
     if labeler not in ("embedded", "llm"):
-        _fail("--labeler must be embedded or llm")
+        fail("--labeler must be embedded or llm")
     cfg = ReproduceConfig(scale=scale, backend=backend, model=model, base_url=base_url, concurrency=concurrency,
                           labeler=labeler, seed=seed)
     try:
         res = asyncio.run(reproduce(cfg, out, log=lambda s: typer.echo(s, err=True)))
     except LLMUnavailable as e:
-        _fail(f"LLM backend unavailable: {e}")
+        fail(f"LLM backend unavailable: {e}")
     except (ReproduceError, OptimizeError, AnalysisError, RunStoreError, ValueError) as e:
-        _fail(str(e))
+        fail(str(e))
     typer.echo((out / "report.md").read_text())
     typer.echo(f"wrote {out / 'report.md'} ({res['settings']['wall_s'] / 60:.1f} min)")
 

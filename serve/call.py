@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from mads_audio.vad import SileroVAD, VADConfig
-from mads_text.records import Turn
+from mads_text.common.records import Turn
 
 from .arms.base import Arm, CallContext
 from .frames import (

@@ -26,9 +26,9 @@ import numpy as np
 
 from mads_audio.asr import WhisperASR
 from mads_text.agents import UserAgent, derive_seed
+from mads_text.common.records import Turn
 from mads_text.llm import GenParams, LLMBackend, make_backend
 from mads_text.personas import Persona, sample_personas
-from mads_text.records import Turn
 from mads_text.scenario import Scenario, load_scenario
 
 from .client import NativeClient

@@ -11,10 +11,7 @@ from pathlib import Path
 
 import typer
 
-
-def _fail(msg: str, code: int = 2) -> None:
-    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
+from mads_text.common.cli import fail
 
 
 def serve_cmd(
@@ -62,7 +59,7 @@ def serve_cmd(
     logging.getLogger("websockets").setLevel(logging.WARNING)
     logging.getLogger("faster_whisper").setLevel(logging.WARNING)
     if not token and not no_auth:
-        _fail("give --token (or MADS_SERVE_TOKEN), or --no-auth for a local experiment")
+        fail("give --token (or MADS_SERVE_TOKEN), or --no-auth for a local experiment")
     opts = ServeOptions(
         scenario=scenario, host=host, port=port, token=None if no_auth else token, db=db, split=split,
         experiment=experiment, backend=backend, model=model, base_url=base_url, prompt_mode=prompt_mode,
@@ -92,9 +89,9 @@ def serve_cmd(
     try:
         asyncio.run(run())
     except (ScenarioError, SplitError, ArmUnavailable, LLMUnavailable, StoreError, ValueError) as e:
-        _fail(str(e))
+        fail(str(e))
     except OSError as e:
-        _fail(f"cannot listen on {host}:{port}: {e}")
+        fail(f"cannot listen on {host}:{port}: {e}")
 
 
 def call_cmd(
@@ -131,9 +128,9 @@ def call_cmd(
     try:
         summary, report = asyncio.run(run_callers(opts))
     except (ScenarioError, LLMUnavailable, ValueError) as e:
-        _fail(str(e))
+        fail(str(e))
     except OSError as e:
-        _fail(f"cannot reach {url}: {e}")
+        fail(f"cannot reach {url}: {e}")
     from .report import format_report
 
     typer.echo(summary)
@@ -156,9 +153,9 @@ def ab_report_cmd(
         store = CallStore(db, readonly=True)
         rep = ab_report(store, only_split=only_split)
     except StoreError as e:
-        _fail(str(e))
+        fail(str(e))
     except Exception as e:  # noqa: BLE001 - sqlite errors on a file that is not a call store
-        _fail(f"{db}: cannot read the call store: {e}")
+        fail(f"{db}: cannot read the call store: {e}")
     typer.echo(format_report(rep))
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)

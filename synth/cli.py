@@ -7,13 +7,11 @@ from typing import Optional
 
 import typer
 
+from mads_text.common.cli import fail
+
 voices_app = typer.Typer(help="Persona voices: list and preview the bank, show or change assignments, rebuild the bank.",
                          no_args_is_help=True)  # fmt: skip
 
-
-def _fail(msg: str, code: int = 2) -> None:
-    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
 
 
 def synth_cmd(
@@ -58,7 +56,7 @@ def synth_cmd(
             workers=workers, threads=threads, hf=hf,
         )  # fmt: skip
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e))
     from mads_text.distributed import RaySpec, RayUnavailable
 
     spec = None
@@ -67,7 +65,7 @@ def synth_cmd(
     try:
         res = synth_run(run, out, cfg, limit=limit, redo=redo, ray=spec)
     except (SynthError, EngineUnavailable, VoiceError, RayUnavailable) as e:
-        _fail(str(e))
+        fail(str(e))
     q = res.quality
     typer.echo(
         f"{out}: {res.produced} dialogues voiced, {res.skipped} already there, {res.redone} redone for a voice change; "
@@ -92,7 +90,7 @@ def voices_list(engine: str = typer.Option("kokoro", help="kokoro or flite.")) -
 
     bank = load_bank()
     if bank is None:
-        _fail("no Kokoro bank yet: run `mads voices search`")
+        fail("no Kokoro bank yet: run `mads voices search`")
     typer.echo(f"Kokoro bank ({bank.created}): distinct = d-vector cosine < {bank.threshold} to every earlier voice "
                f"of its gender; WER gate {bank.max_wer}")  # fmt: skip
     presets = {v: k for k, v in bank.presets.items()}
@@ -124,7 +122,7 @@ def voices_preview(
         from .stage import VOICES, load_voicebook
 
         if not (aud / VOICES).exists():
-            _fail(f"{aud / VOICES} not found")
+            fail(f"{aud / VOICES} not found")
         book = load_voicebook(aud, engine)
         items = [(k.replace(":", "_"), s.voice) for k, s in [*book.agents.items(), *book.personas.items()]]
     elif engine == "flite":
@@ -136,7 +134,7 @@ def voices_preview(
 
         bank = load_bank()
         if bank is None:
-            _fail("no Kokoro bank yet: run `mads voices search`")
+            fail("no Kokoro bank yet: run `mads voices search`")
         items = [(v.id, Voice(preset=v.id)) for v in bank.voices]
     eng = get_engine(engine)
     for name, v in items:
@@ -152,7 +150,7 @@ def voices_show(aud: Path = typer.Argument(..., help="AUD folder.")) -> None:
 
     p = aud / "voices.json"
     if not p.exists():
-        _fail(f"{p} not found")
+        fail(f"{p} not found")
     doc = json.loads(p.read_text())
     for s in [*doc.get("agents", {}).values(), *doc.get("personas", {}).values()]:
         v = s["voice"]
@@ -170,25 +168,25 @@ def voices_set(
     speed: Optional[float] = typer.Option(None, help="New speed factor."),
 ) -> None:
     """Reassign one speaker's voice; the next `mads synth` redoes that speaker's dialogues."""
-    from mads_text import runstore
+    from mads_text.common import runstore
 
     from .assign import VoiceBook
 
     p = aud / "voices.json"
     if not p.exists():
-        _fail(f"{p} not found")
+        fail(f"{p} not found")
     book = VoiceBook.model_validate_json(p.read_text())
     if speaker.startswith("agent:"):
         speaker = speaker.split(":", 1)[1]
     table = book.agents if speaker in book.agents else book.personas
     if speaker not in table:
-        _fail(f"{p}: no speaker '{speaker}'")
+        fail(f"{p}: no speaker '{speaker}'")
     s = table[speaker]
     upd = {k: v for k, v in {"preset": preset, "pitch": pitch, "speed": speed}.items() if v is not None}
     try:
         s.voice = s.voice.model_validate({**s.voice.model_dump(), **upd})
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e))
     if preset:
         s.bank_id, s.variant, s.note = preset, 0, "set by hand"
     s.embedding = None
@@ -210,7 +208,7 @@ def voices_search(
 
     if from_bank is not None:
         if not from_bank.exists():
-            _fail(f"{from_bank} not found")
+            fail(f"{from_bank} not found")
         bank = reselect(from_bank, out, threshold=threshold, max_wer=max_wer)
     else:
         bank = search(out, threshold=threshold, max_wer=max_wer, asr=asr, quick=quick)

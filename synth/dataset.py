@@ -17,7 +17,7 @@ import json
 import shutil
 from pathlib import Path
 
-from mads_text.records import DialogueRecord
+from mads_text.common.records import DialogueRecord
 
 from .assign import VoiceBook
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field
 
-from mads_text.records import DialogueRecord
+from mads_text.common.records import DialogueRecord
+from mads_text.distributed import RaySpec, chunked, run_chunks
 
 from . import mix as mixmod
 from .assign import SpeakerVoice
@@ -243,3 +245,25 @@ def run_in_worker(rec_json: str, agent_json: str, user_json: str, out: str, run_
         run_ref,
     )
     return res.model_dump_json()
+
+
+# --- sharded builds on Ray (``mads synth --ray``) --------------------------------------------
+
+
+def ray_worker(cfg_json: str, threads: int | None = None) -> Callable[[list[tuple[str, ...]]], list[str]]:
+    """Engine side of a sharded synth build: ``init_worker`` once per actor, ``run_in_worker`` per dialogue."""
+    init_worker(cfg_json, threads)
+
+    def run(chunk: list[tuple[str, ...]]) -> list[str]:
+        return [run_in_worker(*unit) for unit in chunk]
+
+    return run
+
+
+def synth_ray(units: Sequence[tuple[str, str, str, str, str]], cfg_json: str, spec: RaySpec, threads: int | None,
+              on_result: Callable[[str], None]) -> None:
+    """Voice one dialogue per task; ``units`` are ``run_in_worker``'s arguments, ``on_result`` gets each
+    ``DialogueResult`` as JSON in completion order (the caller records it). Workers write the audio files
+    themselves, so the output folder must be one every node sees."""
+    run_chunks(spec, "synth.dialogue:ray_worker", {"cfg_json": cfg_json, "threads": threads},
+               chunked(list(units), 1), on_result)

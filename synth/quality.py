@@ -67,7 +67,7 @@ class QualityModels:
         if self._asr is None and self.cfg.asr:
             from faster_whisper import WhisperModel
 
-            from mads_text.assets import resolve_whisper
+            from mads_text.common.assets import resolve_whisper
 
             self._asr = WhisperModel(
                 str(resolve_whisper(self.cfg.asr)), device="cpu", compute_type="int8", cpu_threads=self.threads

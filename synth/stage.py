@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from mads_text import runstore
-from mads_text.records import DialogueRecord
+from mads_text.common import runstore
+from mads_text.common.records import DialogueRecord
 
 from .assign import VoiceBook, agent_speaker, assign_personas
 from .dialogue import DialogueResult, SynthConfig, Worker, init_worker, run_in_worker
@@ -286,7 +286,7 @@ def synth_run(
     threads = cfg.threads or max(1, cores // cfg.workers)
     try:
         if todo and ray is not None:
-            from mads_text.distributed import synth_ray
+            from .dialogue import synth_ray
 
             threads = cfg.threads or ray.threads()
             # actors may run in another working directory: hand them the absolute output path

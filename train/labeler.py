@@ -30,15 +30,15 @@ from typing import Any, Optional
 import numpy as np
 import typer
 
-from mads_text import assets
 from mads_text.attitude import COARSE, NO_ATTITUDE
+from mads_text.common import assets
+from mads_text.common.records import DialogueRecord
 from mads_text.labelers.base import record_sentences
 from mads_text.labelers.embedded import EmbeddedAttitudeLabeler, record_inputs
 from mads_text.labelers.encoder import DIM, LAST_LAYER, N_LAYERS, MiniLMEncoder, texts_digest
 from mads_text.labelers.features import FeatureSpec, NgramVectorizer, SentenceInput, dense_features
 from mads_text.labelers.heads import LinearHead
 from mads_text.p4g import ANNOTATED_DIALOG, P4GError, human_round_coarse, load_p4g, sentence_coarse, turn_labels
-from mads_text.records import DialogueRecord
 from mads_text.strategies import STRATEGY_LABELS, p4g_strategy
 
 

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from ..records import DialogueRecord
+from ..common.records import DialogueRecord
 
 Task = Literal["strategy", "attitude"]
 

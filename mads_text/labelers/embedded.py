@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..attitude import COARSE, GROUP_STATES, NO_ATTITUDE, STATE_GROUP, STATE_INFO, STATES
-from ..records import DialogueRecord
+from ..common.records import DialogueRecord
 from ..strategies import NON_STRATEGY, STRATEGIES
 from .base import (
     AttitudeLabeler,

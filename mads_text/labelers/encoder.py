@@ -1,6 +1,6 @@
 """Sentence embeddings from the packaged all-MiniLM-L6-v2 (mean pooling + L2 norm, as the model was trained).
 
-Loaded with plain ``transformers`` from :func:`mads_text.assets.minilm_dir`, offline;
+Loaded with plain ``transformers`` from :func:`mads_text.common.assets.minilm_dir`, offline;
 sentence-transformers is not needed. Texts are encoded in length-sorted batches so
 padding stays small, which matters more than batch size on two CPU cores.
 """
@@ -42,7 +42,7 @@ class MiniLMEncoder:
 
     def __init__(self, path: str | None = None, batch_size: int = 64, max_length: int = 128, memo_size: int = 50_000):
         if path is None:
-            from .. import assets
+            from ..common import assets
 
             path = str(assets.minilm_dir())
         self.path = str(path)

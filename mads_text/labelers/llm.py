@@ -25,8 +25,8 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 
 from ..attitude import COARSE, STATE_GROUP, STATES, attitude_description, normalize_state
+from ..common.records import DialogueRecord
 from ..llm import GenParams, LLMBackend, LLMError, LLMUnavailable, Message
-from ..records import DialogueRecord
 from ..strategies import (
     BY_CODE,
     NON_STRATEGY,

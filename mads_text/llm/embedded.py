@@ -57,7 +57,7 @@ class EmbeddedBackend(LLMBackend):
         n_ctx_per_slot: int = 4096,
         threads: int | None = None,
     ):
-        from .. import assets
+        from ..common import assets
 
         try:
             path = assets.resolve_gguf(model)

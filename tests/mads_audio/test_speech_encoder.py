@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mads_audio.encoder import AudioEncoder, EncoderError, compare_with_ct2, read_ct2_variables
-from mads_text import assets
+from mads_text.common import assets
 
 pytestmark = pytest.mark.skipif(shutil.which("flite") is None, reason="flite makes the test speech")
 

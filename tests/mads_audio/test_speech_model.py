@@ -18,7 +18,7 @@ from mads_audio.model import (
     SpeechModelError,
     chat_messages,
 )
-from mads_text.records import Turn
+from mads_text.common.records import Turn
 
 pytestmark = pytest.mark.slow  # loads SmolLM2 and Whisper tiny.en
 

@@ -3,10 +3,10 @@
 import asyncio
 
 from mads_text.agents import DialogAgent, UserAgent, clean_reply, extract_marker, trim_to_sentence
+from mads_text.common.records import Turn
 from mads_text.llm import Message
 from mads_text.llm.fake import ScriptedBackend
 from mads_text.personas import sample_persona
-from mads_text.records import Turn
 from mads_text.scenario import load_scenario
 
 SC = load_scenario("insurance")

@@ -17,10 +17,10 @@ from mads_text.analysis import (
     read_round_labels,
 )
 from mads_text.attitude import STATES
+from mads_text.common.records import DialogueRecord, Turn
 from mads_text.judge import Judge, JudgeResult, JudgeScores, filter_by_scores, summarize
 from mads_text.llm.fake import ScriptedBackend
 from mads_text.p4g import DEFAULT_P4G
-from mads_text.records import DialogueRecord, Turn
 
 CHAINS = {
     "d1": ["Doubt", "Hesitant", "Interested", "Acceptance"],

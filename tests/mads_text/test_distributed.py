@@ -9,9 +9,9 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+from mads_text.common.runstore import read_dialogues  # noqa: E402
 from mads_text.distributed import chunked, simulate_ray, stable_shard  # noqa: E402
 from mads_text.orchestrator import SimulationConfig, simulate  # noqa: E402
-from mads_text.runstore import read_dialogues  # noqa: E402
 
 CFG = dict(scenario="insurance", group="sign", personas=4, per_persona=2, max_rounds=2, seed=3, model="smollm2",
            concurrency=2)
@@ -92,7 +92,7 @@ USER_TURNS = [
 
 
 def _labelling_run(path):
-    from mads_text.records import DialogueRecord, Turn
+    from mads_text.common.records import DialogueRecord, Turn
 
     path.mkdir(parents=True, exist_ok=True)
     with open(path / "dialogues.jsonl", "w") as f:

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from mads_text.common.records import Turn
 from mads_text.evolve import (
     OPTIMIZATION_AGENT_TEMPLATE,
     DialogueFeedback,
@@ -17,7 +18,6 @@ from mads_text.evolve import (
 )
 from mads_text.llm import LLMError
 from mads_text.llm.fake import ScriptedBackend
-from mads_text.records import Turn
 from mads_text.scenario import load_scenario
 
 SC = load_scenario("insurance")

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from mads_text import prompts
+from mads_text.common.records import DialogueRecord, RunManifest, Turn
 from mads_text.export import ExportConfig, ExportError, expand_inputs, export, read_split, slip_reasons, to_messages
 from mads_text.personas import render_agent_prompt, sample_personas
-from mads_text.records import DialogueRecord, RunManifest, Turn
 from mads_text.scenario import load_scenario
 
 SC = load_scenario("insurance")

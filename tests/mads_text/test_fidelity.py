@@ -1,7 +1,7 @@
 import numpy as np
 
+from mads_text.common.records import DialogueRecord, Turn
 from mads_text.fidelity import compare_outcomes, extract_amount, simulated_donation, wilson
-from mads_text.records import DialogueRecord, Turn
 
 
 def test_extract_amount():

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from mads_text.attitude import GROUP_STATES, STATE_GROUP, STATES
+from mads_text.common.records import DialogueRecord, Turn
 from mads_text.labelers import LabelItem, make_labeler, split_sentences
 from mads_text.labelers.llm import (
     LLMAttitudeLabeler,
@@ -16,7 +17,6 @@ from mads_text.labelers.llm import (
 )
 from mads_text.llm import LLMError
 from mads_text.llm.fake import ScriptedBackend
-from mads_text.records import DialogueRecord, Turn
 from mads_text.strategies import NON_STRATEGY, STRATEGY_LABELS, normalize_strategy
 
 

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from mads_text import metrics
+from mads_text.common.records import DialogueRecord, Turn
 from mads_text.llm.fake import ScriptedBackend
 from mads_text.optimize import (
     IterationAnalysis,
@@ -21,7 +22,6 @@ from mads_text.optimize import (
     build_feedback,
     cluster_users,
 )
-from mads_text.records import DialogueRecord, Turn
 
 SOP = """Business SOP
 Step 1: Opening

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from mads_text.common.records import DialogueRecord
 from mads_text.p4g import (
     DEFAULT_P4G,
     P4GError,
@@ -13,7 +14,6 @@ from mads_text.p4g import (
     load_p4g,
     sentence_coarse,
 )
-from mads_text.records import DialogueRecord
 
 needs_data = pytest.mark.skipif(not (DEFAULT_P4G / "annotated_dialog.csv").exists(),
                                 reason=f"P4G data not found at {DEFAULT_P4G} (set MADS_P4G)")

@@ -1,5 +1,5 @@
-from mads_text.records import Turn
-from mads_text.runstore import JsonlWriter, iter_jsonl, repair_tail
+from mads_text.common.records import Turn
+from mads_text.common.runstore import JsonlWriter, iter_jsonl, repair_tail
 
 
 def test_torn_tail_is_cut_and_appends_continue(tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mads_text.records import DialogueRecord
+from mads_text.common.records import DialogueRecord
 
 MADS = [sys.executable, "-m", "mads_text.cli"]
 ARGS = ["simulate", "--scenario", "insurance", "--group", "busi", "--personas", "3", "--per-persona", "2",

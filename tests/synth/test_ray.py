@@ -6,8 +6,8 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+from mads_text.common.records import DialogueRecord, Turn  # noqa: E402
 from mads_text.distributed import RaySpec  # noqa: E402
-from mads_text.records import DialogueRecord, Turn  # noqa: E402
 from synth.dialogue import SynthConfig  # noqa: E402
 from synth.quality import QAConfig  # noqa: E402
 from synth.stage import synth_run  # noqa: E402

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mads_text.runstore import read_dialogues
+from mads_text.common.runstore import read_dialogues
 from synth.textnorm import speakable
 
 # bounds stated in docs/synth.md

@@ -18,7 +18,7 @@ from mads_text.export import ExportConfig, export
 def tok():
     from transformers import AutoTokenizer
 
-    from mads_text import assets
+    from mads_text.common import assets
 
     g = assets.smollm2_gguf()
     return AutoTokenizer.from_pretrained(g.parent, gguf_file=g.name, local_files_only=True)
