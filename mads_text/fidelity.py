@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .common.records import DialogueRecord
-from .metrics import wilson_interval
+from .metrics import proportion
 
 _NUM = r"(\d+(?:\.\d{1,2})?)"
 _AMOUNT_PATTERNS: list[tuple[re.Pattern, Any]] = [
@@ -59,13 +59,6 @@ def simulated_donation(rec: DialogueRecord) -> tuple[bool, float | None]:
 
 
 # --- statistics ------------------------------------------------------------------
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float, float]:
-    """Proportion k/n with its Wilson score interval."""
-    if n == 0:
-        return float("nan"), float("nan"), float("nan")
-    return (k / n, *wilson_interval(k, n, z))
 
 
 def bootstrap(stat, arrays: Sequence[np.ndarray], n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
@@ -145,8 +138,8 @@ def compare_outcomes(records: list[DialogueRecord], seed: int = 0) -> dict[str, 
     out: dict[str, Any] = {
         "n_people": len(people),
         "n_dialogues": n_dlg,
-        "real_donation_rate": dict(zip(("rate", "lo", "hi"), wilson(int(real.sum()), len(people)))),
-        "sim_donation_rate": dict(zip(("rate", "lo", "hi"), wilson(int(k_sim), n_dlg))),
+        "real_donation_rate": proportion(int(real.sum()), len(people)),
+        "sim_donation_rate": proportion(int(k_sim), n_dlg),
         "gap_sim_minus_real": dict(
             zip(("value", "lo", "hi"), bootstrap(lambda s, r: float(np.mean(s) - np.mean(r)), [sim_rate, real], seed=seed))
         ),
@@ -173,8 +166,8 @@ def compare_outcomes(records: list[DialogueRecord], seed: int = 0) -> dict[str, 
             sims = [simulated_donation(r)[0] for p in np.array(people)[idx_a] for r in by_person[p]]
             rows[v] = {
                 "n": len(idx),
-                "real": dict(zip(("rate", "lo", "hi"), wilson(int(real[idx_a].sum()), len(idx)))),
-                "sim": dict(zip(("rate", "lo", "hi"), wilson(int(sum(sims)), len(sims)))),
+                "real": proportion(int(real[idx_a].sum()), len(idx)),
+                "sim": proportion(int(sum(sims)), len(sims)),
             }
         out["segments"][seg] = rows
     return out

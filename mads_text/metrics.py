@@ -208,13 +208,21 @@ def acceptance_rate(outcomes: Iterable[str], accept: str = "accept") -> float:
 # --- uncertainty ------------------------------------------------------------------------
 
 
-def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of the proportion k/n (n > 0), clipped to [0, 1]."""
+def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
+    """Wilson score interval of the proportion k/n, clipped to [0, 1]; None when there is no sample (n = 0)."""
+    if n == 0:
+        return None
     p = k / n
     den = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / den
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def proportion(k: int, n: int, z: float = 1.96) -> dict[str, float | None]:
+    """``{"rate", "lo", "hi"}`` of k/n with its Wilson interval; all None when n = 0."""
+    ci = wilson_interval(k, n, z)
+    return {"rate": k / n if n else None, "lo": ci[0] if ci else None, "hi": ci[1] if ci else None}
 
 
 def bootstrap_ci(

@@ -441,12 +441,6 @@ async def run_experiment(
 # --- metrics ------------------------------------------------------------------------
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return (0.0, 0.0)
-    return wilson_interval(k, n, z)
-
-
 def summarize(records: list[MMPRecord], mode: Mode) -> dict[str, Any]:
     """The published metrics (donation rate, mean donation with its standard error, median replies, withdrawals).
 
@@ -467,10 +461,10 @@ def summarize(records: list[MMPRecord], mode: Mode) -> dict[str, Any]:
         "errors": len(records) - n,
         "donation_count": len(donated),
         "donation_rate": rate,
-        "donation_rate_ci95": wilson(len(donated), n),
+        "donation_rate_ci95": wilson_interval(len(donated), n),
         "withdraw_count": withdraws,
         "withdraw_rate": withdraws / n if n else 0.0,
-        "withdraw_rate_ci95": wilson(withdraws, n),
+        "withdraw_rate_ci95": wilson_interval(withdraws, n),
         "mean_donation": mean,
         "se_donation": sd / math.sqrt(n) if n else 0.0,
         "median_donation": median(amounts) if n else 0.0,

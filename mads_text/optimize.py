@@ -277,7 +277,7 @@ class IterationRow(BaseModel):
     run: str
     n_dialogues: int
     tau: float
-    tau_ci95: tuple[float, float]
+    tau_ci95: tuple[float, float] | None
     h_avg: float
     h_norm: float
     h_basic: float
@@ -294,13 +294,6 @@ class IterationRow(BaseModel):
     evolution_s: float = 0.0
 
 
-def _wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return (0.0, 0.0)
-    lo, hi = wilson_interval(k, n, z)
-    return (round(lo, 4), round(hi, 4))
-
-
 def best_row(rows: list[IterationRow]) -> IterationRow:
     """D*, P*: where the loop stopped (flagged if overwhelming), else the best acceptance, preferring
     non-overwhelming iterations with H >= H_basic."""
@@ -315,7 +308,7 @@ def render_table(rows: list[IterationRow], title: str = "") -> str:
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
-        lo, hi = r.tau_ci95
+        lo, hi = r.tau_ci95 or (math.nan, math.nan)
         flag = "overwhelming" if r.overwhelming else ("stop" if r.stop else "")
         evo = {None: "", True: "yes", False: "kept P (invalid SOP)"}[r.evolution_ok]
         lines.append(
@@ -442,7 +435,7 @@ class Optimizer:
             meets_theta, meets_h = tau >= cfg.theta, h >= h_basic
             row = IterationRow(
                 k=k, prompt_version=version, run=str(run.relative_to(self.out)), n_dialogues=len(recs), tau=tau,
-                tau_ci95=_wilson(sum(r.outcome == "accept" for r in recs), len(recs)), h_avg=h,
+                tau_ci95=wilson_interval(sum(r.outcome == "accept" for r in recs), len(recs)), h_avg=h,
                 h_norm=ana.h_norm, h_basic=h_basic, theta=cfg.theta, meets_theta=meets_theta, meets_h=meets_h,
                 stop=meets_theta and meets_h, overwhelming=tau > cfg.theta + cfg.overwhelm_margin,
                 judge_mean=(ana.judge_summary or {}).get("mean"), prompt_chars=len(prompt),

@@ -29,12 +29,6 @@ from .store import CallStore
 Z95 = 1.959963984540054
 
 
-def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float] | None:
-    if n == 0:
-        return None
-    return wilson_interval(k, n, z)
-
-
 def two_proportion_test(k1: int, n1: int, k2: int, n2: int) -> dict[str, Any] | None:
     """Pooled z-test of p1 == p2 (two-sided) and Fisher's exact test on the same 2x2 table."""
     if n1 == 0 or n2 == 0:
@@ -77,7 +71,7 @@ def arm_stats(calls: list[dict[str, Any]], turns: list[dict[str, Any]]) -> dict[
                 lat.append(float(t["latency_ms"]))
         barge += sum(1 for t in ts if t["role"] == "agent" and t["interrupted"])
     durations = [c["ended_at"] - c["started_at"] for c in calls if c["ended_at"]]
-    ci_c, ci_i = wilson(conv, n), wilson(intent, n)
+    ci_c, ci_i = wilson_interval(conv, n), wilson_interval(intent, n)
     return {
         "calls": n,
         "conversions": conv,

@@ -1,7 +1,8 @@
 import numpy as np
 
 from mads_text.common.records import DialogueRecord, Turn
-from mads_text.fidelity import compare_outcomes, extract_amount, simulated_donation, wilson
+from mads_text.fidelity import compare_outcomes, extract_amount, simulated_donation
+from mads_text.metrics import proportion
 
 
 def test_extract_amount():
@@ -28,9 +29,10 @@ def test_simulated_donation_reads_the_ask():
     assert simulated_donation(_rec("a", "withdraw", 1.0)) == (False, 0.0)
 
 
-def test_wilson_interval():
-    p, lo, hi = wilson(5, 10)
-    assert p == 0.5 and abs(lo - 0.2366) < 1e-3 and abs(hi - 0.7634) < 1e-3
+def test_proportion_with_its_wilson_interval():
+    p = proportion(5, 10)
+    assert p["rate"] == 0.5 and abs(p["lo"] - 0.2366) < 1e-3 and abs(p["hi"] - 0.7634) < 1e-3
+    assert proportion(0, 0) == {"rate": None, "lo": None, "hi": None}
 
 
 def test_compare_outcomes_perfect_and_inverse():

@@ -3,8 +3,9 @@ import math
 import pytest
 from scipy import stats
 
+from mads_text.metrics import wilson_interval
 from serve.ab import SplitError, assign, parse_split
-from serve.report import ab_report, format_report, two_proportion_test, wilson
+from serve.report import ab_report, format_report, two_proportion_test
 from serve.store import CallStore
 
 
@@ -31,10 +32,10 @@ def test_assignment_is_sticky_and_follows_the_split():
 
 
 def test_wilson_known_values():
-    lo, hi = wilson(1, 10)
+    lo, hi = wilson_interval(1, 10)
     assert (round(lo, 4), round(hi, 4)) == (0.0179, 0.4042)
-    assert wilson(0, 0) is None
-    lo, hi = wilson(0, 20)
+    assert wilson_interval(0, 0) is None
+    lo, hi = wilson_interval(0, 20)
     assert lo == 0.0 and 0.15 < hi < 0.17
 
 
