@@ -34,33 +34,31 @@ Layout (every step is skipped when its output exists, so a killed loop resumes):
     OPT/iter_k/evolution.json     reflection prompt, every try, validity; P_{k+1} goes to iter_{k+1}/prompt.txt
     OPT/result.json, table.md     per-iteration table and the best iteration (D*, P*)
 
-``stratify`` (beyond the paper, its limitation 3): after ``iter_0`` the users are
-clustered by their response and attitude patterns; each cluster runs its own loop
-(``OPT/cluster_c/iter_k``) from the shared ``iter_0`` dialogues, and the report
-compares per-cluster and overall success with the single-prompt loop, which
-runs on all users as usual (``OPT/iter_k``).
+The control flow is ``algorithm1.self_optimize``; this module supplies its stages with their files.
+SUMMARY and EVALUATE read the analysis stage back (``evaluation.py``); ``stratify`` runs one loop per
+user segment (``stratify.py``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import time
-from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, Field
 
+from .algorithm1 import Iteration, self_optimize
 from .common import runstore
-from .common.records import DialogueRecord, RunManifest
-from .evolve import DialogueFeedback, EvolutionResult, Feedback, evolve, pick_cases
+from .common.records import DialogueRecord
+from .evaluation import IterationAnalysis, RunAnalyzer, build_feedback
+from .evolve import EvolutionResult, Feedback, evolve
 from .llm import GenParams, LLMBackend, make_backend
 from .metrics import wilson_interval
-from .orchestrator import SimulationConfig, resolve_mode, run_dialogue, simulate, write_stats
-from .personas import Persona, sample_personas
+from .orchestrator import SimulationConfig, simulate
+from .personas import Persona
 from .scenario import Scenario, load_scenario
 
 
@@ -112,160 +110,6 @@ class OptimizeConfig(BaseModel):
 
 class OptimizeError(RuntimeError):
     pass
-
-
-# --- SUMMARY and EVALUATE --------------------------------------------------------------------
-# A thin adapter over the analysis stage: ``analysis.analyze_records`` labels the run (attitude per
-# round, strategies), computes metrics.json (H_avg, acceptance, ...), draws the figures and, with the
-# judge, writes judge.jsonl, all in ``RUN/analysis/`` as ``mads analyze`` would. The loop reads back
-# H_avg, the per-dialogue attitude chains and the judge scores.
-
-
-class IterationAnalysis(BaseModel):
-    n_dialogues: int
-    acceptance_rate: float
-    h_avg: float
-    h_norm: float
-    h_norm_paper: float
-    labeler: str
-    labelled_ok: int
-    chains: dict[str, list[str | None]]
-    judge: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    judge_summary: dict[str, Any] | None = None
-
-
-class RunAnalyzer:
-    """SUMMARY and EVALUATE of one run through the analysis stage; reruns reuse what is on disk."""
-
-    def __init__(self, cfg: OptimizeConfig, llm_spec: tuple[str, str | None, str | None]):
-        from .analysis import LabelingConfig
-
-        self.scenario = load_scenario(cfg.scenario)
-        self.llm_spec = llm_spec  # (backend, model, base_url) of the LLM labeler and the judge
-        self.judge_on = cfg.judge
-        backend, model, base_url = llm_spec
-        self.lcfg = LabelingConfig(labeler=cfg.labeler, backend=backend, model=model, base_url=base_url,
-                                   acceptance_criteria=self.scenario.acceptance_criteria)
-
-    def _fresh_backend(self):
-        # the analysis stage drives LLM calls with its own event loop on a worker thread; a backend object is
-        # bound to one loop, so each analysis gets its own (embedded models share the loaded weights)
-        backend, model, base_url = self.llm_spec
-        return make_backend(backend, model, base_url=base_url)
-
-    def _analyze(self, recs: list[DialogueRecord], out: Path) -> dict[str, Any]:
-        from . import analysis
-
-        metrics_path = out / analysis.METRICS
-        if metrics_path.exists():
-            m = json.loads(metrics_path.read_text())
-            same = m.get("labelers", {}).get("config") == self.lcfg.key() and m.get("n_dialogues") == len(recs)
-            if same and (not self.judge_on or "judge" in m):
-                return m
-        needs_llm = self.lcfg.labeler == "llm" or self.judge_on
-        backend = self._fresh_backend() if needs_llm else None
-        judge = None
-        if self.judge_on:
-            from .judge import Judge
-
-            judge = Judge(backend, task=f"get the customer to commit: {self.scenario.acceptance_criteria}")
-        title = f"{out.parent.parent.name} ({recs[0].group if recs else ''})"
-        return analysis.analyze_records(recs, out, self.lcfg, title, backend=backend, n_boot=200, progress=False,
-                                        judge=judge)
-
-    async def __call__(self, recs: list[DialogueRecord], out: Path) -> IterationAnalysis:
-        from .analysis import LABELS
-        from .labelers import DialogueLabels
-
-        m = await asyncio.to_thread(self._analyze, recs, out)
-        labels = {x.dialogue_id: x for x in runstore.iter_jsonl(out / LABELS, DialogueLabels)}
-        chains = {r.id: labels[r.id].chain() for r in recs if r.id in labels and labels[r.id].attitude_ok}
-        judge: dict[str, dict[str, Any]] = {}
-        if (out / "judge.jsonl").exists():
-            from .judge import JudgeResult
-
-            for x in runstore.iter_jsonl(out / "judge.jsonl", JudgeResult):
-                if x.ok and x.scores is not None:
-                    judge[x.dialogue_id] = {**x.scores.model_dump(exclude={"reason"}), "mean": x.mean}
-        return IterationAnalysis(
-            n_dialogues=len(recs), acceptance_rate=m.get("acceptance_rate") or 0.0, h_avg=m["h_avg"],
-            h_norm=m["h_norm"], h_norm_paper=m["h_norm_paper"],
-            labeler=m.get("labelers", {}).get("attitude", self.lcfg.labeler), labelled_ok=len(chains), chains=chains,
-            judge=judge, judge_summary=m.get("judge") if isinstance(m.get("judge"), dict) else None,
-        )
-
-
-def customer_line(persona: dict[str, Any]) -> str:
-    keys = ("gender", "age", "marital_status", "occupation", "income_level", "zodiac", "mbti", "health_status",
-            "purchased_insurance_before", "monthly_insurance_budget")
-    parts = []
-    for k in keys:
-        if k in persona:
-            v = persona[k]
-            if isinstance(v, bool):
-                v = f"{k.replace('_', ' ')}: {'yes' if v else 'no'}"
-            elif k == "monthly_insurance_budget":
-                v = f"budget {v}/month"
-            parts.append(str(v))
-    return ", ".join(parts)
-
-
-def build_feedback(recs: list[DialogueRecord], ana: IterationAnalysis, cfg: OptimizeConfig, seed: int,
-                   notes: list[str] | None = None) -> Feedback:
-    """DF: failed dialogues (and a few successful ones) with attitude chains and judge scores."""
-
-    def item(r: DialogueRecord) -> DialogueFeedback:
-        return DialogueFeedback(
-            id=r.id, outcome=r.outcome, rounds=r.rounds, customer=customer_line(r.persona), turns=r.turns,
-            attitudes=[s or "?" for s in ana.chains.get(r.id, [])] or None, judge=ana.judge.get(r.id),
-            success=r.outcome == "accept",
-        )
-
-    failed = [item(r) for r in recs if r.outcome in ("withdraw", "max_rounds")]
-    ok = [item(r) for r in recs if r.outcome == "accept"]
-    return Feedback(
-        n_dialogues=len(recs), acceptance_rate=ana.acceptance_rate, h_avg=ana.h_avg,
-        failed=pick_cases(failed, cfg.feedback_failed, seed), succeeded=pick_cases(ok, cfg.feedback_success, seed),
-        notes=notes or [],
-    )
-
-
-# --- GENDIALOGUE for a subset of users (cluster loops) -------------------------------------------
-
-
-async def simulate_personas(cfg: SimulationConfig, personas: list[Persona], out: Path, backend: LLMBackend) -> None:
-    """Like ``orchestrator.simulate`` but for a given list of personas (one cluster); resumable."""
-    scenario = load_scenario(cfg.scenario)
-    mode = resolve_mode(cfg, backend)
-    out.mkdir(parents=True, exist_ok=True)
-    instruction = cfg.prompt_k or scenario.agent.meta_instruction
-    old = runstore.read_manifest(out)
-    if old is not None and (old.agent_instruction != instruction or old.prompt_version != cfg.prompt_version):
-        raise OptimizeError(f"{out} holds a run of another prompt; delete it or use another folder")
-    man = RunManifest(
-        created=old.created if old else datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        scenario=scenario.name, scenario_file=scenario.source_file, scenario_sha256=scenario.sha256, group=cfg.group,
-        personas=len(personas), per_persona=cfg.per_persona, max_rounds=cfg.max_rounds, seed=cfg.seed,
-        backend=cfg.backend, model=backend.model, prompt_mode=mode, agent_instruction=instruction,
-        prompt_version=cfg.prompt_version, packages=runstore.package_versions(), git_revision=runstore.git_revision(),
-        expected_dialogues=len(personas) * cfg.per_persona,
-    )
-    man_d = json.loads(man.model_dump_json())
-    man_d["persona_ids"] = [p.id for p in personas]
-    runstore.write_json_atomic(out / runstore.MANIFEST, man_d)
-    path = out / runstore.DIALOGUES
-    runstore.repair_tail(path)
-    done = {r.id for r in runstore.iter_jsonl(path, DialogueRecord)} if path.exists() else set()
-    todo = [(p, k) for p in personas for k in range(cfg.per_persona) if f"{p.id}-d{k:02d}" not in done]
-    if todo:
-        sem = asyncio.Semaphore(cfg.concurrency or max(1, backend.concurrency))
-        with runstore.JsonlWriter(path) as w:
-            async def one(p, k):
-                async with sem:
-                    w.append(await run_dialogue(p, k, scenario, backend, cfg, mode))
-
-            await asyncio.gather(*(one(p, k) for p, k in todo))
-    write_stats(out)
 
 
 # --- the loop ------------------------------------------------------------------------------------
@@ -394,7 +238,7 @@ class Optimizer:
                                     "acceptance_rate": ana.acceptance_rate, "n_dialogues": ana.n_dialogues})
         return ana.h_avg
 
-    # -- one loop (all users, or one cluster) --
+    # -- one loop (all users, or one cluster): the stages of Algorithm 1, each persisted and resumable --
     async def loop(
         self,
         base: Path,
@@ -405,70 +249,83 @@ class Optimizer:
         first_run: Callable[[Path], Any] | None = None,
     ) -> list[IterationRow]:
         cfg = self.cfg
-        rows: list[IterationRow] = []
-        n_eval = cfg.iterations if cfg.literal else cfg.iterations + 1
-        for k in range(max(1, n_eval)):
+        analyses: dict[int, IterationAnalysis] = {}
+        timings: dict[int, dict[str, float]] = {}
+        evolved_ok: dict[int, bool] = {}
+
+        def clock(k: int, stage: str, t0: float) -> None:
+            timings.setdefault(k, {})[stage] = round(time.perf_counter() - t0, 1)
+
+        async def gen_dialogue(k: int, prompt: str) -> list[DialogueRecord]:
             it = base / f"iter_{k}"
             it.mkdir(parents=True, exist_ok=True)
-            pfile = it / "prompt.txt"
-            if not pfile.exists():
-                if k != 0:
-                    raise OptimizeError(f"{pfile} missing although iteration {k - 1} finished; delete {it} and rerun")
-                pfile.write_text(self.p0 + "\n", encoding="utf-8")
-            prompt = pfile.read_text(encoding="utf-8").strip()
-            version = f"{version_prefix}{k}"
-            run = it / "run"
-            self.log(f"{base.name}/iter_{k}: GENDIALOGUE with {version}")
+            if not (it / "prompt.txt").exists():
+                (it / "prompt.txt").write_text(prompt + "\n", encoding="utf-8")
+            self.log(f"{base.name}/iter_{k}: GENDIALOGUE with {version_prefix}{k}")
             t0 = time.perf_counter()
             if k == 0 and first_run is not None:
-                await first_run(run)
-            elif personas is None:
-                await simulate(cfg.sim(prompt, version), run, backend=self.backend, progress=self.progress)
+                await first_run(it / "run")
             else:
-                await simulate_personas(cfg.sim(prompt, version), personas, run, self.backend)
-            t1 = time.perf_counter()
-            recs = runstore.read_dialogues(run)
+                await simulate(cfg.sim(prompt, f"{version_prefix}{k}"), it / "run", backend=self.backend,
+                               progress=self.progress, personas=personas)
+            clock(k, "sim_s", t0)
+            return runstore.read_dialogues(it / "run")
+
+        async def summary(k: int, recs: list[DialogueRecord]) -> float:
             self.log(f"{base.name}/iter_{k}: SUMMARY and EVALUATE on {len(recs)} dialogues")
-            ana = await self.analyzer(recs, run / "analysis")
-            t2 = time.perf_counter()
-            tau, h = ana.acceptance_rate, ana.h_avg
-            meets_theta, meets_h = tau >= cfg.theta, h >= h_basic
-            row = IterationRow(
-                k=k, prompt_version=version, run=str(run.relative_to(self.out)), n_dialogues=len(recs), tau=tau,
-                tau_ci95=wilson_interval(sum(r.outcome == "accept" for r in recs), len(recs)), h_avg=h,
-                h_norm=ana.h_norm, h_basic=h_basic, theta=cfg.theta, meets_theta=meets_theta, meets_h=meets_h,
-                stop=meets_theta and meets_h, overwhelming=tau > cfg.theta + cfg.overwhelm_margin,
-                judge_mean=(ana.judge_summary or {}).get("mean"), prompt_chars=len(prompt),
-                sim_s=round(t1 - t0, 1), analysis_s=round(t2 - t1, 1),
+            t0 = time.perf_counter()
+            analyses[k] = await self.analyzer(recs, base / f"iter_{k}" / "run" / "analysis")
+            clock(k, "analysis_s", t0)
+            return analyses[k].h_avg
+
+        async def evaluate(k: int, recs: list[DialogueRecord]) -> tuple[float, Feedback]:
+            fb = build_feedback(recs, analyses[k], cfg, seed=cfg.seed + k, notes=notes)
+            runstore.write_json_atomic(base / f"iter_{k}" / "feedback.json", fb)
+            return analyses[k].acceptance_rate, fb
+
+        async def evolution(k: int, prompt: str, fb: Feedback) -> str:
+            it, nxt = base / f"iter_{k}", base / f"iter_{k + 1}" / "prompt.txt"
+            if nxt.exists() and (it / "evolution.json").exists():  # evolved before a restart
+                evolved_ok[k] = json.loads((it / "evolution.json").read_text()).get("ok")
+                return nxt.read_text(encoding="utf-8").strip()
+            self.log(f"{base.name}/iter_{k}: EVOLUTION with {self.evolve_backend.model}")
+            t0 = time.perf_counter()
+            res: EvolutionResult = await evolve(
+                prompt, fb, self.scenario, self.evolve_backend, attempts=cfg.evolve_attempts,
+                params=GenParams(temperature=0.7, max_tokens=cfg.evolve_max_tokens),
+                history_chars=cfg.history_chars, seed=cfg.seed + k,
             )
-            fb = build_feedback(recs, ana, cfg, seed=cfg.seed + k, notes=notes)
-            runstore.write_json_atomic(it / "feedback.json", fb)
-            rows.append(row)
-            last = k == n_eval - 1
-            if row.stop or (last and not cfg.literal):
-                runstore.write_json_atomic(it / "evaluation.json", row)
-                break
-            # EVOLUTION(P, DF) -> P_{k+1}
-            nxt = base / f"iter_{k + 1}" / "prompt.txt"
-            evo_path = it / "evolution.json"
-            if nxt.exists() and evo_path.exists():
-                row.evolution_ok = json.loads(evo_path.read_text()).get("ok")
-            else:
-                self.log(f"{base.name}/iter_{k}: EVOLUTION with {self.evolve_backend.model}")
-                t3 = time.perf_counter()
-                res: EvolutionResult = await evolve(
-                    prompt, fb, self.scenario, self.evolve_backend, attempts=cfg.evolve_attempts,
-                    params=GenParams(temperature=0.7, max_tokens=cfg.evolve_max_tokens),
-                    history_chars=cfg.history_chars, seed=cfg.seed + k,
-                )
-                row.evolution_s = round(time.perf_counter() - t3, 1)
-                row.evolution_ok = res.ok
-                runstore.write_json_atomic(evo_path, res)
-                nxt.parent.mkdir(parents=True, exist_ok=True)
-                tmp = nxt.with_suffix(".tmp")
-                tmp.write_text(res.prompt + "\n", encoding="utf-8")
-                tmp.replace(nxt)  # the next prompt exists whole or not at all
-            runstore.write_json_atomic(it / "evaluation.json", row)
+            clock(k, "evolution_s", t0)
+            evolved_ok[k] = res.ok
+            runstore.write_json_atomic(it / "evolution.json", res)
+            nxt.parent.mkdir(parents=True, exist_ok=True)
+            tmp = nxt.with_suffix(".tmp")
+            tmp.write_text(res.prompt + "\n", encoding="utf-8")
+            tmp.replace(nxt)  # the next prompt exists whole or not at all
+            return res.prompt.strip()
+
+        def row(it: Iteration) -> IterationRow:
+            recs, ana = it.dialogues, analyses[it.k]
+            return IterationRow(
+                k=it.k, prompt_version=f"{version_prefix}{it.k}", run=str((base / f"iter_{it.k}" / "run").relative_to(self.out)),
+                n_dialogues=len(recs), tau=it.tau,
+                tau_ci95=wilson_interval(sum(r.outcome == "accept" for r in recs), len(recs)), h_avg=it.h,
+                h_norm=ana.h_norm, h_basic=h_basic, theta=cfg.theta, meets_theta=it.tau >= cfg.theta,
+                meets_h=it.h >= h_basic, stop=it.stop, overwhelming=it.tau > cfg.theta + cfg.overwhelm_margin,
+                judge_mean=(ana.judge_summary or {}).get("mean"), evolution_ok=evolved_ok.get(it.k),
+                prompt_chars=len(it.prompt), **timings.get(it.k, {}),
+            )
+
+        def pick_best(its: list[Iteration]) -> Iteration:
+            return next(i for i in its if i.k == best_row([row(i) for i in its]).k)
+
+        p0_file = base / "iter_0" / "prompt.txt"
+        p0 = p0_file.read_text(encoding="utf-8").strip() if p0_file.exists() else self.p0
+        _, done = await self_optimize(p0, cfg.iterations, cfg.theta, h_basic, gen_dialogue, summary, evaluate,
+                                      evolution, pick_best, score_last_prompt=not cfg.literal)
+        rows = [row(it) for it in done]
+        for r in rows:
+            runstore.write_json_atomic(base / f"iter_{r.k}" / "evaluation.json", r)
         return rows
 
     def _result(self, base: Path, rows: list[IterationRow]) -> dict[str, Any]:
@@ -495,7 +352,9 @@ class Optimizer:
         result["h_basic"] = hb
         result["table"] = render_table(rows)
         if self.cfg.stratify:
-            result["stratified"] = await self.stratified(hb, rows)
+            from .stratify import stratified
+
+            result["stratified"] = await stratified(self, hb, rows)
         result["wall_s"] = round(time.perf_counter() - t0, 1)
         runstore.write_json_atomic(self.out / "result.json", result)
         (self.out / "best_prompt.txt").write_text(result["best_prompt"] + "\n", encoding="utf-8")
@@ -504,162 +363,6 @@ class Optimizer:
             text += "\n\n" + result["stratified"]["table"]
         (self.out / "table.md").write_text(text + "\n", encoding="utf-8")
         return result
-
-    # -- stratified evolution (beyond the paper) --
-    async def stratified(self, h_basic: float, single_rows: list[IterationRow]) -> dict[str, Any]:
-        cfg = self.cfg
-        shared = self.out / "iter_0"
-        recs0 = runstore.read_dialogues(shared / "run")
-        chains0 = (await self.analyzer(recs0, shared / "run" / "analysis")).chains  # cached labels of iteration 0
-        personas = sample_personas(self.scenario, cfg.group, cfg.personas, cfg.seed)
-        cl_path = self.out / "clusters.json"
-        if cl_path.exists():
-            clusters = json.loads(cl_path.read_text())
-        else:
-            clusters = cluster_users(recs0, chains0, cfg.clusters, cfg.seed)
-            runstore.write_json_atomic(cl_path, clusters)
-        assign: dict[str, int] = clusters["assignment"]
-        best_single = best_row(single_rows)
-        single_best_recs = runstore.read_dialogues(self.out / best_single.run)
-        out_rows = []
-        overall = Counter()
-        per_cluster: dict[str, Any] = {}
-        for c in range(clusters["k"]):
-            members = [p for p in personas if assign.get(p.id) == c]
-            if not members:
-                continue
-            ids = {p.id for p in members}
-            desc = clusters["descriptions"][str(c)]
-            note = (f"These calls are with one customer segment (cluster {c + 1} of {clusters['k']}, "
-                    f"{len(members)} customers): {desc}. Adapt the SOP to this segment.")
-            base = self.out / f"cluster_{c}"
-
-            async def first_run(run: Path, ids=ids) -> None:
-                # iteration 0 of every cluster is its slice of the shared iter_0 dialogues
-                if (run / runstore.DIALOGUES).exists():
-                    return
-                run.mkdir(parents=True, exist_ok=True)
-                man = json.loads((shared / "run" / runstore.MANIFEST).read_text())
-                man["persona_ids"] = sorted(ids)
-                runstore.write_json_atomic(run / runstore.MANIFEST, man)
-                sub = [r for r in recs0 if r.persona_id in ids]
-                tmp = run / (runstore.DIALOGUES + ".tmp")
-                tmp.write_text("".join(r.model_dump_json() + "\n" for r in sub), encoding="utf-8")
-                tmp.replace(run / runstore.DIALOGUES)
-                write_stats(run)
-
-            rows = await self.loop(base, h_basic, personas=members, version_prefix=f"c{c}-p", notes=[note],
-                                   first_run=first_run)
-            res = self._result(base, rows)
-            runstore.write_json_atomic(base / "result.json", res)
-            best = best_row(rows)
-            best_recs = runstore.read_dialogues(self.out / best.run)
-            single_sub = [r for r in single_best_recs if r.persona_id in ids]
-            p0_sub = [r for r in recs0 if r.persona_id in ids]
-            acc = lambda rs: sum(r.outcome == "accept" for r in rs)
-            per_cluster[str(c)] = {
-                "users": len(members), "description": desc, "rows": [r.model_dump() for r in rows],
-                "best_iteration": best.k, "tau_p0": acc(p0_sub) / max(1, len(p0_sub)),
-                "tau_single_best": acc(single_sub) / max(1, len(single_sub)),
-                "tau_cluster_best": acc(best_recs) / max(1, len(best_recs)),
-                "dialogues": len(best_recs),
-            }
-            overall["cluster_accept"] += acc(best_recs)
-            overall["cluster_n"] += len(best_recs)
-            overall["single_accept"] += acc(single_sub)
-            overall["single_n"] += len(single_sub)
-            overall["p0_accept"] += acc(p0_sub)
-            overall["p0_n"] += len(p0_sub)
-            out_rows.append(render_table(rows, title=f"cluster {c} ({len(members)} users): {desc}"))
-        summary = {
-            "tau_p0": overall["p0_accept"] / max(1, overall["p0_n"]),
-            "tau_single_best": overall["single_accept"] / max(1, overall["single_n"]),
-            "tau_stratified": overall["cluster_accept"] / max(1, overall["cluster_n"]),
-            "single_best_iteration": best_single.k,
-        }
-        lines = ["| cluster | users | τ with P0 | τ single-prompt loop (best) | τ cluster loop (best) |",
-                 "| --- | --- | --- | --- | --- |"]
-        for c, d in per_cluster.items():
-            lines.append(f"| {c} | {d['users']} | {100 * d['tau_p0']:.1f}% | {100 * d['tau_single_best']:.1f}% | "
-                         f"{100 * d['tau_cluster_best']:.1f}% (K={d['best_iteration']}) |")
-        lines.append(f"| all | {sum(d['users'] for d in per_cluster.values())} | {100 * summary['tau_p0']:.1f}% | "
-                     f"{100 * summary['tau_single_best']:.1f}% (K={best_single.k}) | "
-                     f"{100 * summary['tau_stratified']:.1f}% |")
-        table = "Stratified evolution vs the single-prompt loop\n\n" + "\n".join(lines) + "\n\n" + "\n\n".join(out_rows)
-        return {"clusters": per_cluster, "summary": summary, "table": table}
-
-
-# --- clustering users by response and attitude patterns --------------------------------------------
-
-
-def persona_features(recs: list[DialogueRecord], chains: dict[str, list[str | None]]) -> tuple[list[str], Any, list[str]]:
-    """Per persona: outcome shares, rounds, coarse attitude shares and last attitude, reply length and questions."""
-    import numpy as np
-
-    from .attitude import COARSE, STATE_GROUP
-
-    by_p: dict[str, list[DialogueRecord]] = {}
-    for r in recs:
-        by_p.setdefault(r.persona_id, []).append(r)
-    names = (["accept", "withdraw", "max_rounds", "rounds"] + [f"att_{c}" for c in COARSE]
-             + [f"last_{c}" for c in COARSE] + ["log_words", "questions"])
-    ids, rows = [], []
-    for pid, rs in sorted(by_p.items()):
-        n = len(rs)
-        f = [sum(r.outcome == o for r in rs) / n for o in ("accept", "withdraw", "max_rounds")]
-        f.append(sum(r.rounds for r in rs) / n)
-        states = [s for r in rs for s in chains.get(r.id, []) if s]
-        f += [sum(STATE_GROUP.get(s) == c for s in states) / max(1, len(states)) for c in COARSE]
-        lasts = [next((s for s in reversed(chains.get(r.id, [])) if s), None) for r in rs]
-        f += [sum(s is not None and STATE_GROUP.get(s) == c for s in lasts) / n for c in COARSE]
-        users = [t for r in rs for t in r.user_turns()]
-        f.append(math.log1p(sum(len(t.split()) for t in users) / max(1, len(users))))
-        f.append(sum("?" in t for t in users) / max(1, len(users)))
-        ids.append(pid)
-        rows.append(f)
-    return ids, np.array(rows, dtype=float), names
-
-
-def cluster_users(recs: list[DialogueRecord], chains: dict[str, list[str | None]], k: int, seed: int) -> dict[str, Any]:
-    """k-means over standardised persona features; returns the assignment and a readable description per cluster."""
-    import numpy as np
-    from sklearn.cluster import KMeans
-
-    ids, x, names = persona_features(recs, chains)
-    if len(ids) < k:
-        raise OptimizeError(f"--stratify needs at least {k} users for {k} clusters, got {len(ids)}")
-    sd = x.std(axis=0)
-    keep = sd > 1e-9
-    z = (x[:, keep] - x[:, keep].mean(axis=0)) / sd[keep] if keep.any() else np.zeros((len(ids), 1))
-    k_requested = k
-    k = min(k, len(np.unique(np.round(z, 9), axis=0)))  # identical users cannot be told apart
-    km = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(z)
-    labels = [int(v) for v in km.labels_]
-    persona_of = {r.persona_id: r.persona for r in recs}
-    desc = {}
-    for c in range(k):
-        rows = x[np.array(labels) == c]
-        if len(rows) == 0:
-            desc[str(c)] = "empty"
-            continue
-        m = dict(zip(names, rows.mean(axis=0)))
-        att = ", ".join(f"{a} {100 * m[f'att_{a}']:.0f}%" for a in ("negative", "neutral", "positive", "acceptance"))
-        members = [persona_of[i] for i, lab in zip(ids, labels) if lab == c]
-        traits = []
-        for key in ("gender", "age_range", "zodiac", "mbti"):
-            vals = Counter(str(p[key]) for p in members if key in p)
-            if vals:
-                v, cnt = vals.most_common(1)[0]
-                traits.append(f"{v} ({cnt}/{len(members)})")
-        desc[str(c)] = (
-            f"acceptance {100 * m['accept']:.0f}%, withdrawals {100 * m['withdraw']:.0f}%, "
-            f"{m['rounds']:.1f} rounds on average; attitudes {att}; "
-            f"about {math.expm1(m['log_words']):.0f} words per reply, questions in {100 * m['questions']:.0f}% of replies"
-            + (f"; common traits: {', '.join(traits)}" if traits else "")
-        )
-    return {"k": k, "k_requested": k_requested, "assignment": dict(zip(ids, labels)), "features": names,
-            "descriptions": desc,
-            "sizes": {str(c): labels.count(c) for c in range(k)}}
 
 
 async def optimize(cfg: OptimizeConfig, out: str | Path, **kw) -> dict[str, Any]:

@@ -217,8 +217,11 @@ def dialogue_id(persona: Persona, k: int) -> str:
     return f"{persona.id}-d{k:02d}"
 
 
-def plan_run(cfg: SimulationConfig, out_dir: str | Path, backend: LLMBackend, retry_errors: bool = False) -> RunPlan:
-    """Check or write the manifest and list the dialogues still to produce (no model is loaded)."""
+def plan_run(cfg: SimulationConfig, out_dir: str | Path, backend: LLMBackend, retry_errors: bool = False,
+             personas: list[Persona] | None = None) -> RunPlan:
+    """Check or write the manifest and list the dialogues still to produce (no model is loaded).
+
+    ``personas`` runs a given subset of users (one cluster of a stratified loop) instead of sampling them."""
     scenario = load_scenario(cfg.scenario)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -226,7 +229,10 @@ def plan_run(cfg: SimulationConfig, out_dir: str | Path, backend: LLMBackend, re
     model_name = backend.model
 
     existing = runstore.read_manifest(out)
-    if cfg.personas_file:
+    subset = personas is not None
+    if personas is not None:
+        cfg = cfg.model_copy(update={"personas": len(personas)})
+    elif cfg.personas_file:
         personas = load_personas_file(cfg.personas_file, cfg.personas)
         cfg = cfg.model_copy(update={"group": personas[0].group, "personas": len(personas)})
     else:
@@ -260,6 +266,8 @@ def plan_run(cfg: SimulationConfig, out_dir: str | Path, backend: LLMBackend, re
         expected_dialogues=max(total, existing.expected_dialogues if existing else 0),
         personas_file=cfg.personas_file,
     )
+    if subset:
+        manifest = manifest.model_copy(update={"persona_ids": [p.id for p in personas]})
     path = out / runstore.DIALOGUES
     runstore.repair_tail(path)
     done: dict[str, DialogueRecord] = {}
@@ -295,12 +303,14 @@ async def simulate(
     progress: bool | ProgressFn = True,
     retry_errors: bool = False,
     limit: int | None = None,
+    personas: list[Persona] | None = None,
 ) -> SimulationResult:
-    """Run (or resume) a simulation into ``out_dir``. ``limit`` stops after that many new dialogues."""
+    """Run (or resume) a simulation into ``out_dir``. ``limit`` stops after that many new dialogues;
+    ``personas`` replaces the sampled users by a given list."""
     own_backend = backend is None
     if backend is None:
         backend = make_backend(cfg.backend, cfg.model, base_url=cfg.base_url, parallel=cfg.concurrency)
-    plan = plan_run(cfg, out_dir, backend, retry_errors)
+    plan = plan_run(cfg, out_dir, backend, retry_errors, personas)
     cfg, scenario, mode, path, total = plan.cfg, plan.scenario, plan.mode, plan.path, plan.total
     out = plan.out
     todo = plan.todo if limit is None else plan.todo[:limit]

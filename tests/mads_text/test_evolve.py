@@ -141,10 +141,8 @@ def test_real_evolution_on_the_embedded_model():
 
     be = make_backend("embedded", "smollm2")
     res = asyncio.run(evolve("sell a critical illness insurance policy (monthly 288 RMB)", fb(), SC, be, attempts=2,
-                             params=GenParams(temperature=0.7, max_tokens=500)))
-    assert len(res.attempts) <= 2
-    if res.ok:
-        assert extract_sop(res.prompt)[1] == [] and res.prompt != res.previous
-    else:
-        assert res.prompt == res.previous
-    assert all(a.raw or a.reasons for a in res.attempts)
+                             params=GenParams(temperature=0.7, max_tokens=1200)))
+    assert [a.kind for a in res.attempts] == ["text", "json"]
+    assert not res.attempts[0].valid and res.attempts[1].valid
+    assert res.ok and extract_sop(res.prompt)[1] == [] and res.prompt != res.previous
+    assert res.prompt.startswith("Business SOP") and "Step 1:" in res.prompt

@@ -12,16 +12,10 @@ import pytest
 
 from mads_text import metrics
 from mads_text.common.records import DialogueRecord, Turn
+from mads_text.evaluation import IterationAnalysis, build_feedback
 from mads_text.llm.fake import ScriptedBackend
-from mads_text.optimize import (
-    IterationAnalysis,
-    OptimizeConfig,
-    OptimizeError,
-    Optimizer,
-    best_row,
-    build_feedback,
-    cluster_users,
-)
+from mads_text.optimize import OptimizeConfig, OptimizeError, Optimizer, best_row
+from mads_text.stratify import cluster_users
 
 SOP = """Business SOP
 Step 1: Opening

@@ -84,11 +84,19 @@ def test_labeler_adds_attitude_to_the_rules():
     assert det.detect([U("sign me up")]).outcome == "accepted"
 
 
-def test_auto_mode_falls_back_to_rules_when_heads_are_missing():
+def test_auto_mode_falls_back_to_rules_when_heads_are_missing(monkeypatch):
+    import mads_text.labelers
     from serve.outcome import OutcomeDetector
 
+    def missing(*a, **k):
+        raise FileNotFoundError("no trained heads")
+
+    monkeypatch.setattr(mads_text.labelers, "make_labeler", missing)
     det = OutcomeDetector("auto")
-    assert det.note.startswith("rules") or det.labeler is not None
+    assert det.labeler is None and det.source == "rules"
+    assert det.note.startswith("rules") and "no trained heads" in det.note
+    with pytest.raises(ValueError, match="no trained heads"):
+        OutcomeDetector("embedded")
 
 
 def test_real_attitude_labeler_when_its_heads_are_installed():
