@@ -13,7 +13,6 @@ scores, and, if asked, when the judge says the task succeeded.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +20,7 @@ import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
 from .common.records import DialogueRecord
-from .labelers.llm import _ask_json, _short, extract_json, render_history
+from .labelers.llm import _ask_json, _short, extract_json, gather_limited, render_history
 from .llm import GenParams, LLMBackend
 
 SCORE_FIELDS = ("authenticity", "relevance", "consistency", "efficiency", "human_likeness")
@@ -115,13 +114,7 @@ class Judge:
         return JudgeResult(dialogue_id=record.id, scores=scores, mean=round(scores.mean, 4), judge=info)
 
     async def ajudge_all(self, records: Sequence[DialogueRecord]) -> list[JudgeResult]:
-        sem = asyncio.Semaphore(self.concurrency)
-
-        async def one(r):
-            async with sem:
-                return await self.ajudge(r)
-
-        return list(await asyncio.gather(*(one(r) for r in records)))
+        return await gather_limited(self.ajudge, records, self.concurrency)
 
 
 def filter_by_scores(
