@@ -13,7 +13,8 @@ from .common.cli import fail
 
 
 def analyze_cmd(
-    run: Path = typer.Argument(..., help="Run folder with dialogues.jsonl (written by `mads simulate`)."),
+    run: Path = typer.Argument(..., help="Run folder (written by `mads simulate`), a folder holding only a "
+                               "dialogues.jsonl, or any .jsonl file of dialogue records."),
     labeler: str = typer.Option("embedded", help="embedded (MiniLM + trained heads, fast), llm (the paper's prompts "
                                 "through --backend/--model), or human (records carrying P4G human labels)."),
     labels: Optional[Path] = typer.Option(None, help="Use these per-round states instead of labelling: JSON lines "
@@ -33,10 +34,12 @@ def analyze_cmd(
     workers: int = typer.Option(2, min=1, help="With --ray: labeling actors (one labeler, or LLM engine, each)."),
     cpus_per_worker: float = typer.Option(1.0, help="With --ray: CPUs per actor."),
     gpus_per_worker: float = typer.Option(0.0, help="With --ray: GPUs per actor (--labeler llm --backend vllm)."),
+    out: Optional[Path] = typer.Option(None, help="Folder for the labels, metrics, figures and report (default: "
+                                       "analysis/ beside the dialogues file)."),
 ) -> None:
     """Label a run (16 attitude states per user round, strategies per agent sentence), compute metrics, draw figures."""
-    from .analysis import AnalysisError, LabelingConfig, analyze_run
-    from .common.runstore import RunStoreError
+    from .analysis import ANALYSIS_DIR, AnalysisError, LabelingConfig, analyze_run
+    from .common.runstore import RunStoreError, open_dialogues
     from .distributed import RayUnavailable
     from .labelers.heads import HeadError
     from .llm import LLMError, LLMUnavailable
@@ -50,28 +53,40 @@ def analyze_cmd(
 
         spec = RaySpec(address=ray, workers=workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker)
     try:
+        src = open_dialogues(run)
+        _warn_unreadable(src)
         if judge:
             from .judge import Judge
             from .llm import make_backend
 
             jd = Judge(make_backend(backend, model, base_url=base_url))
         t0 = time.perf_counter()
-        m = analyze_run(run, cfg, n_boot=bootstrap, seed=seed, judge=jd,
+        m = analyze_run(src, cfg, n_boot=bootstrap, seed=seed, judge=jd,
                         judge_filter={"min_mean": min_mean, "quantile": quantile, "require_success": require_success},
-                        ray=spec)
+                        ray=spec, out_dir=out)
     except RayUnavailable as e:
         fail(str(e))
     except (AnalysisError, RunStoreError, HeadError, LLMError, ValueError) as e:
         fail(str(e))
     except LLMUnavailable as e:
         fail(f"LLM backend unavailable: {e}")
-    out = run / "analysis"
+    out = out or src.folder / ANALYSIS_DIR
     typer.echo(
         f"{out}: {m['n_labelled']}/{m['n_dialogues']} dialogues labelled ({m['labelers']['attitude']} / "
         f"{m['labelers']['strategy']}) in {time.perf_counter() - t0:.1f}s; H_avg {m['h_avg']:.4f} "
         f"(H_norm {m['h_norm']:.4f}, paper convention {m['h_norm_paper']:.4f}); C_str "
         f"{m['strategies_per_dialogue']['mean']}; acceptance {m['acceptance_rate']}; report {out / 'report.md'}"
     )
+
+
+def _warn_unreadable(src, shown: int = 20) -> None:
+    """Say what the analysis goes on without: lines that are not records, and provenance no manifest gives."""
+    for n, why in src.bad_lines[:shown]:
+        typer.echo(f"warning: {src.path}:{n}: skipped, {why}", err=True)
+    if len(src.bad_lines) > shown:
+        typer.echo(f"warning: {src.path}: {len(src.bad_lines) - shown} more lines skipped", err=True)
+    if src.manifest is None:
+        typer.echo(f"warning: {src.folder} has no manifest.json: model and settings are recorded as unknown", err=True)
 
 
 def compare_cmd(

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 RECORD_VERSION = 1
 
 Role = Literal["agent", "user"]
-Outcome = Literal["accept", "withdraw", "max_rounds", "error"]
+# "unknown": the record did not say (a dialogue file from elsewhere); never written by `mads simulate`
+Outcome = Literal["accept", "withdraw", "max_rounds", "error", "unknown"]
 
 
 class Turn(BaseModel):
@@ -44,18 +45,21 @@ class DialogueStats(BaseModel):
 
 
 class DialogueRecord(BaseModel):
-    """One line of ``RUN/dialogues.jsonl``."""
+    """One line of ``RUN/dialogues.jsonl``.
+
+    Only ``id``, ``scenario``, ``persona`` and ``turns`` are required, so dialogue files that did not come from
+    `mads simulate` load too; the defaults say "not recorded" rather than guess."""
 
     model_config = ConfigDict(extra="allow")
 
     id: str
     scenario: str
-    group: str
+    group: str = "unknown"
     persona: dict[str, Any]
-    persona_prompt: str
-    agent_prompt: str
+    persona_prompt: str = ""
+    agent_prompt: str = ""
     turns: list[Turn]
-    outcome: Outcome
+    outcome: Outcome = "unknown"
     rounds: int
     usage: Usage = Field(default_factory=Usage)
     persona_id: str = ""
@@ -65,6 +69,15 @@ class DialogueRecord(BaseModel):
     error: str | None = None
     stats: DialogueStats = Field(default_factory=DialogueStats)
     version: int = RECORD_VERSION
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rounds_from_turns(cls, data: Any) -> Any:
+        # a round ends with the user's turn, so a record that does not state its rounds still has them
+        if isinstance(data, dict) and data.get("rounds") is None and isinstance(data.get("turns"), list):
+            roles = [t.get("role") if isinstance(t, dict) else getattr(t, "role", None) for t in data["turns"]]
+            data = {**data, "rounds": roles.count("user")}
+        return data
 
     def user_turns(self) -> list[str]:
         return [t.text for t in self.turns if t.role == "user"]

@@ -12,11 +12,12 @@ import json
 import os
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from .records import DialogueRecord, RunManifest
 
@@ -132,6 +133,78 @@ def read_manifest(run_dir: str | Path) -> RunManifest | None:
         return RunManifest.model_validate_json(path.read_text())
     except Exception as e:  # noqa: BLE001
         raise RunStoreError(f"{path}: unreadable manifest: {e}") from e
+
+
+@dataclass
+class DialogueSource:
+    """Dialogue records read by :func:`open_dialogues`, with what could not be read."""
+
+    path: Path  # the JSON Lines file that was read
+    folder: Path  # the folder holding it: where outputs such as analysis/ go by default
+    records: list[DialogueRecord]  # every line that is a valid record, in file order
+    manifest: RunManifest | None  # None when the folder has no manifest.json
+    bad_lines: list[tuple[int, str]]  # (1-based line number, short reason) of lines that could not be read
+
+
+def open_dialogues(path: str | Path) -> DialogueSource:
+    """Dialogue records from a run folder, a folder holding only a ``dialogues.jsonl``, or any ``.jsonl`` file.
+
+    A line that is not a valid record is reported in ``bad_lines`` and the others are still read; the file
+    is only read, never repaired (cutting a torn tail is the job of the writer that resumes it)."""
+    p = Path(path)
+    if not p.exists():
+        raise RunStoreError(f"{p} does not exist: give a run folder, a folder holding {DIALOGUES}, "
+                            "or a .jsonl file of dialogue records")
+    if p.is_dir():
+        folder, file = p, p / DIALOGUES
+        if not file.is_file():
+            raise RunStoreError(f"{p} holds no {DIALOGUES}: give a run folder written by `mads simulate`, a folder "
+                                f"holding {DIALOGUES}, or a .jsonl file of dialogue records")
+    else:
+        folder, file = p.parent, p
+    records, bad = _read_records(file)
+    if not records:
+        why = f"line {bad[0][0]}: {bad[0][1]}" if bad else "the file is empty"
+        raise RunStoreError(f"{file}: no line is a valid dialogue record ({why})")
+    return DialogueSource(path=file, folder=folder, records=records, manifest=read_manifest(folder), bad_lines=bad)
+
+
+def _read_records(path: Path) -> tuple[list[DialogueRecord], list[tuple[int, str]]]:
+    records: list[DialogueRecord] = []
+    bad: list[tuple[int, str]] = []
+    # bytes, decoded line by line: one line in another encoding must not hide the rest of the file
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw.decode("utf-8-sig"))
+            except UnicodeDecodeError:
+                bad.append((n, "not UTF-8 text"))
+                continue
+            except json.JSONDecodeError as e:
+                # only the last line can lack its newline; one that does not parse was cut off mid-write. A last
+                # line that parses is whole: hand-written files often end without a newline.
+                torn = not raw.endswith(b"\n")
+                bad.append((n, "torn last line (no newline, not complete JSON)" if torn else f"not JSON: {e.msg} "
+                            f"at column {e.colno}"))
+                continue
+            if not isinstance(obj, dict):
+                bad.append((n, f"not a JSON object but {type(obj).__name__}"))
+                continue
+            try:
+                records.append(DialogueRecord.model_validate(obj))
+            except ValidationError as e:
+                bad.append((n, "not a dialogue record: " + _first_problem(e)))
+    return records, bad
+
+
+def _first_problem(e: ValidationError) -> str:
+    errs = e.errors()
+    first = errs[0]
+    where = ".".join(str(x) for x in first["loc"]) or "record"
+    more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
+    return f"{where}: {first['msg']}{more}"
 
 
 def git_revision() -> str | None:

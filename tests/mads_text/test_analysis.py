@@ -1,4 +1,4 @@
-"""Run analysis: labels files, metrics.json, figures, report, compare, judge, and the CLI commands."""
+"""Run analysis: labels files, metrics.json, figures, report, compare, judge, bare dialogue files, and the CLI commands."""
 
 import json
 import math
@@ -42,6 +42,26 @@ def make_run(path, chains=CHAINS, outcomes=None, group="sign"):
             rec = DialogueRecord(id=did, scenario="insurance", group=group, persona={"name": did}, persona_prompt="",
                                  agent_prompt="", turns=turns, outcome=outcomes[did], rounds=len(chain))
             f.write(rec.model_dump_json() + "\n")
+    return path
+
+
+def write_bare_dialogues(path, chains=CHAINS, outcomes=None, bad_line_after=None):
+    """Records with only the documented minimal fields (id, scenario, persona, turns), and no manifest."""
+    outcomes = outcomes or {}
+    lines = []
+    for did, chain in chains.items():
+        turns = []
+        for k in range(len(chain)):
+            turns += [{"role": "agent", "text": f"Agent turn {k + 1}. Our plan covers 70 illnesses."},
+                      {"role": "user", "text": f"User reply {k + 1}."}]
+        rec = {"id": did, "scenario": "insurance", "persona": {"name": did}, "turns": turns}
+        if did in outcomes:
+            rec["outcome"] = outcomes[did]
+        lines.append(json.dumps(rec))
+        if did == bad_line_after:
+            lines.append('{"id": "half a rec')
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
     return path
 
 
@@ -113,6 +133,25 @@ def test_bad_labels_file_names_line(tmp_path):
     bad.write_text('{"dialogue_id": "d1", "round": 0, "state": "Refusal"}\n')
     with pytest.raises(AnalysisError, match="1-based"):
         read_round_labels(bad)
+
+
+def test_bare_dialogues_file_gives_unknown_provenance_and_acceptance_over_known_outcomes(tmp_path):
+    dialogues = write_bare_dialogues(tmp_path / "bare" / "dialogues.jsonl", outcomes={"d1": "accept", "d3": "withdraw"})
+    labels = write_dialogue_labels(tmp_path / "labels.jsonl", CHAINS, STRATS)
+    m = analyze_run(tmp_path / "bare", LabelingConfig(labels_file=str(labels)), n_boot=20, progress=False)
+    assert m["run"]["manifest"] is None and m["run"]["model"] == "unknown" and m["run"]["group"] == "unknown"
+    assert m["run"]["scenario"] == "insurance" and m["run"]["dialogues"] == str(dialogues)
+    assert m["outcomes"] == {"accept": 1, "unknown": 1, "withdraw": 1}
+    assert m["acceptance_rate"] == pytest.approx(0.5)  # d2 said nothing: left out, as "error" is
+    assert "known" in m["definitions"]["acceptance_rate"]
+    assert m["h_avg"] == pytest.approx(2 * math.log(2) / 16, abs=1e-6)  # the same chains as a full run
+    assert json.loads((tmp_path / "bare" / "analysis" / "metrics.json").read_text())["run"]["manifest"] is None
+
+    # a loose file: no outcome known at all, outputs where --out says
+    loose = write_bare_dialogues(tmp_path / "loose.jsonl")
+    m = analyze_run(loose, LabelingConfig(labels_file=str(labels)), n_boot=20, progress=False, out_dir=tmp_path / "o")
+    assert m["acceptance_rate"] is None and m["acceptance_rate_ci95"] == [None, None]
+    assert (tmp_path / "o" / "metrics.json").exists() and not (tmp_path / "analysis").exists()
 
 
 def test_compare_identical_and_disjoint(tmp_path):
@@ -232,6 +271,22 @@ def test_cli_label_and_embedded_analyze(tmp_path, cli):
         assert line["attitude_labeler"] == "embedded"
     m = json.loads((run / "analysis" / "metrics.json").read_text())
     assert 0 <= m["h_avg"] <= math.log(16) and len(m["transition_matrix"]) == 16
+
+
+@pytest.mark.slow
+def test_cli_analyze_folder_holding_only_dialogues(tmp_path, cli):
+    run = tmp_path / "bare"
+    write_bare_dialogues(run / "dialogues.jsonl", outcomes={"d1": "accept"}, bad_line_after="d1")
+    r = CliRunner().invoke(cli, ["analyze", str(run), "--bootstrap", "20"])
+    assert r.exit_code == 0, r.output
+    assert "dialogues.jsonl:2: skipped" in r.output and "no manifest.json" in r.output
+    m = json.loads((run / "analysis" / "metrics.json").read_text())
+    assert m["n_dialogues"] == 3 and m["n_labelled"] == 3 and m["labelers"]["attitude"] == "embedded"
+    assert m["run"]["manifest"] is None and m["run"]["skipped_lines"][0]["line"] == 2
+    assert m["acceptance_rate"] == 1.0  # the only known outcome
+    lines = [json.loads(x) for x in (run / "analysis" / "labels.jsonl").read_text().splitlines()]
+    assert [x["dialogue_id"] for x in lines] == list(CHAINS)
+    assert [len(x["rounds"]) for x in lines] == [len(c) for c in CHAINS.values()]  # rounds from the turns
 
 
 @pytest.mark.skipif(not (DEFAULT_P4G / "annotated_dialog.csv").exists(), reason=f"P4G data not found at {DEFAULT_P4G}")
