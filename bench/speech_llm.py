@@ -134,7 +134,8 @@ def main() -> None:
 
     import torch
 
-    from mads_audio.model import LoraSpec, SpeechLLM, SpeechLLMConfig
+    from mads_audio.config import LoraSpec, SpeechLLMConfig
+    from mads_audio.model import SpeechLLM
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()

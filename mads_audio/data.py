@@ -166,14 +166,19 @@ def load_examples(
 def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Mono float32 PCM at ``sample_rate`` from a WAV/FLAC file."""
     import soundfile as sf
-    from scipy.signal import resample_poly
 
     try:
         audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (OSError, RuntimeError) as e:
         raise DataError(f"{path}: cannot read audio: {e}") from e
-    audio = audio.mean(axis=1)
-    if sr != sample_rate:
-        g = np.gcd(int(sr), sample_rate)
-        audio = resample_poly(audio, sample_rate // g, int(sr) // g).astype(np.float32)
-    return audio
+    return resample(audio.mean(axis=1), sr, sample_rate)
+
+
+def resample(audio: np.ndarray, rate: int, to: int = SAMPLE_RATE) -> np.ndarray:
+    """``audio`` at ``rate`` Hz brought to ``to`` Hz (polyphase, exact for integer rates); as is when equal."""
+    if rate == to:
+        return audio
+    from scipy.signal import resample_poly
+
+    g = np.gcd(int(rate), to)
+    return resample_poly(audio, to // g, int(rate) // g).astype(np.float32)

@@ -5,14 +5,14 @@ token at a time (time to first token is the prompt pass: encoder, projector and
 the LLM over the context); ``speak`` cuts the stream into sentences and voices
 each as soon as it is complete, so playback can start before the reply is
 finished. Voicing goes through a TTS callable ``tts(text) -> (pcm, sample_rate)``;
-by default the synthesis stage's engine with the scenario's agent voice, imported
-only when first needed (this package never imports ``synth`` at import time).
+by default the synthesis stage's engine with the scenario's agent voice, whose
+engines are imported only when first needed. Where a sentence ends and what is
+speakable are decided by ``synth.textnorm``, the same rules the voice server's
+audio arm and the training data use.
 """
 
 from __future__ import annotations
 
-import asyncio
-import re
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -21,13 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
+from mads_text.common.aio import iterate_in_thread
 from mads_text.common.records import Turn
+from synth.textnorm import sentence_complete, speakable
 
-from .model import SpeechLLM, SpeechModelError, TokenEvent
+from .config import SpeechModelError
+from .data import SAMPLE_RATE, resample
+from .model import SpeechLLM
+from .sampling import TokenEvent
 
-SAMPLE_RATE = 16000
 TTS = Callable[[str], tuple[np.ndarray, int]]
-_SENTENCE_END = re.compile(r"[.!?][\"')\]]*\s*$")
 
 
 @dataclass
@@ -62,12 +65,7 @@ def to_16k(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     a = a.astype(np.float32)
     if a.ndim == 2:
         a = a.mean(axis=1 if a.shape[1] <= 2 else 0)
-    if sample_rate != SAMPLE_RATE:
-        from scipy.signal import resample_poly
-
-        g = np.gcd(int(sample_rate), SAMPLE_RATE)
-        a = resample_poly(a, SAMPLE_RATE // g, int(sample_rate) // g).astype(np.float32)
-    return a
+    return resample(a, sample_rate, SAMPLE_RATE)
 
 
 def agent_tts(scenario: str | None = None, engine: str | None = None, threads: int | None = None) -> TTS:
@@ -92,10 +90,6 @@ def agent_tts(scenario: str | None = None, engine: str | None = None, threads: i
     eng_name = engine or spec.get("engine") or "kokoro"
     voice = agent_speaker(name, spec, eng_name).voice
     eng = get_engine(eng_name, threads=threads)
-    try:
-        from synth.textnorm import speakable
-    except ImportError:  # pragma: no cover - older synth
-        speakable = str.strip  # type: ignore[assignment]
 
     def speak(text: str) -> tuple[np.ndarray, int]:
         said = speakable(text)
@@ -179,36 +173,15 @@ class SpeechAgent:
         for ev in self.stream(audio, sample_rate, context, **kw):
             buf += ev.text
             events.append(ev)
-            if buf.strip() and (ev.done or (len(buf.strip()) >= 12 and _SENTENCE_END.search(buf))):
+            if buf.strip() and sentence_complete(buf, ev.done):
                 text = buf.strip()
                 buf = ""
                 pcm, sr = self.tts(text)
                 yield SpokenChunk(text, pcm, sr, time.perf_counter() - t0, events)
                 events = []
 
-    async def astream(
+    def astream(
         self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE, context: Sequence[Turn] = (), **kw
     ) -> AsyncIterator[TokenEvent]:
-        """``stream`` for asyncio servers: generation runs in a worker thread, events arrive through a queue."""
-        loop = asyncio.get_running_loop()
-        q: asyncio.Queue = asyncio.Queue()
-        done = object()
-
-        def work():
-            try:
-                for ev in self.stream(audio, sample_rate, context, **kw):
-                    loop.call_soon_threadsafe(q.put_nowait, ev)
-            except Exception as e:  # handed to the consumer, never lost in the thread
-                loop.call_soon_threadsafe(q.put_nowait, e)
-            finally:
-                loop.call_soon_threadsafe(q.put_nowait, done)
-
-        fut = loop.run_in_executor(None, work)
-        while True:
-            item = await q.get()
-            if item is done:
-                break
-            if isinstance(item, Exception):
-                raise item
-            yield item
-        await fut
+        """``stream`` for asyncio servers: generation runs in a worker thread and stops when the consumer does."""
+        return iterate_in_thread(lambda: self.stream(audio, sample_rate, context, **kw))

@@ -1,4 +1,4 @@
-"""The speech LLM: Whisper encoder -> stacked-frame projector -> causal LLM.
+"""The speech LLM: Whisper encoder -> stacked-frame projector -> causal LLM, and its prompt framing.
 
 The dialogue so far stays text; only the customer's latest turn is audio. The
 chat template is rendered with a placeholder as the content of that last user
@@ -6,165 +6,35 @@ message, the rendered text is cut at the placeholder, both halves are tokenized
 and embedded, and the projected audio frames are spliced in between. Nothing is
 added to the LLM's vocabulary, so the frozen LLM is exactly the text model.
 
-A checkpoint folder holds only what training changed (``projector.safetensors``,
-optionally a LoRA adapter in ``lora/``) plus ``config.json``, which names the
-frozen parts (LLM, Whisper) and fingerprints them so a mismatch is reported.
+The other concerns live beside this module: the architecture config
+(``config``), turning a preset or GGUF into a loadable LLM (``llm``), decoding
+(``sampling``) and the checkpoint folder (``checkpoint``); ``SpeechLLM.save`` and
+``SpeechLLM.load`` are kept here as the model's own entry points to the latter.
 """
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import json
-import os
-import shutil
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
-from mads_text.common import assets
 from mads_text.common.records import Turn
+from mads_text.prompts import CALL_CONNECTED
 
+from . import checkpoint
+from .config import LoraSpec, SpeechLLMConfig, SpeechModelError
 from .encoder import AudioEncoder, EncoderError
+from .llm import default_device, load_llm
 from .projector import Projector
+from .sampling import TokenEvent, decode
 
-CONFIG_FILE = "config.json"
-PROJECTOR_FILE = "projector.safetensors"
-LORA_DIR = "lora"
-CHECKPOINT_VERSION = 1
 AUDIO_PLACEHOLDER = "<|audio|>"
-# the opening user message of the Dialog Agent's chat framing (mads_text.prompts.CALL_CONNECTED)
-CALL_CONNECTED_FALLBACK = "(The call has connected. Greet the customer and open the conversation.)"
-
-
-class SpeechModelError(RuntimeError):
-    """A model or checkpoint that cannot be used; the message names the file or part."""
-
-
-class LoraSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    r: int = Field(8, ge=1)
-    alpha: int = Field(16, ge=1)
-    dropout: float = Field(0.05, ge=0.0, lt=1.0)
-    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"])
-
-
-class SpeechLLMConfig(BaseModel):
-    """Architecture and prompt framing; everything needed to rebuild the model around the trained parts."""
-
-    model_config = ConfigDict(extra="forbid")
-    llm: str = Field("smollm2", description="LLM preset (smollm2, qwen1.5b), a .gguf file or a local HF checkpoint folder")
-    whisper: str = Field("base", description="Whisper preset (base, tiny.en) or a CTranslate2 folder")
-    stack: int = Field(8, ge=1, description="encoder frames stacked per audio token (50 Hz / 8 = 6.25 tokens/s)")
-    projector_hidden: int = Field(1024, ge=8)
-    system: Literal["short", "full", "none"] = Field(
-        "short", description="system prompt: short agent brief, the Dialog Agent's full prompt, or none"
-    )
-    max_context_turns: int = Field(4, ge=0, description="text turns kept before the audio turn")
-    max_audio_s: float = Field(30.0, gt=0, le=30.0)
-    lora: LoraSpec | None = None
-
-
-class FrozenPart(BaseModel):
-    name: str
-    path: str
-    fingerprint: str
-
-
-class CheckpointInfo(BaseModel):
-    """``SCKPT/config.json``."""
-
-    model_config = ConfigDict(extra="allow")
-    version: int = CHECKPOINT_VERSION
-    kind: str = "mads-speech-llm"
-    config: SpeechLLMConfig
-    frozen: dict[str, FrozenPart] = Field(default_factory=dict)
-    trained: list[str] = Field(default_factory=lambda: ["projector"])
-    step: int = 0
-    created: str = ""
-    train: dict[str, Any] = Field(default_factory=dict)
-
-
-# --- frozen parts ------------------------------------------------------------------
-
-
-def fingerprint(path: Path) -> str:
-    """Cheap identity of a file or folder: sizes plus a hash of each file's first and last MiB."""
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    h = hashlib.sha256()
-    for f in files:
-        if f.suffix in (".json", ".safetensors", ".bin", ".gguf", ".model") or not path.is_dir():
-            size = f.stat().st_size
-            h.update(f"{f.name}:{size}".encode())
-            with open(f, "rb") as fh:
-                h.update(fh.read(1 << 20))
-                if size > 2 << 20:
-                    fh.seek(-(1 << 20), 2)
-                    h.update(fh.read())
-    return h.hexdigest()[:16]
-
-
-def llm_folder(name: str) -> Path:
-    """A local HF folder for ``name``: as given, or a GGUF preset/file dequantized once into the cache.
-
-    Converting SmolLM2's GGUF takes ~40 s (the tokenizer is rebuilt in Python); the
-    saved fp32 folder loads in under a second, so every later run uses it.
-    """
-    p = Path(name).expanduser()
-    if p.is_dir():
-        if not (p / "config.json").exists():
-            raise SpeechModelError(f"{p}: not a Hugging Face checkpoint folder (no config.json)")
-        return p
-    try:
-        gguf = assets.resolve_gguf(name)
-    except assets.AssetError as e:
-        raise SpeechModelError(str(e)) from e
-    out = assets.cache_dir() / "models" / "hf" / f"{gguf.stem}-{gguf.stat().st_size}"
-    if (out / "config.json").exists() and any(out.glob("*.safetensors")):
-        return out
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
-    lm = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
-    # the GGUF quantizer marker blocks save_pretrained although the weights are already dequantized
-    lm.hf_quantizer = None
-    if hasattr(lm.config, "quantization_config"):
-        del lm.config.quantization_config
-    lm.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.replace(tmp, out)
-    except OSError:  # another process converted it first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
-
-
-def load_llm(name: str, device: str, dtype: torch.dtype):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    folder = llm_folder(name)
-    try:
-        tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        lm = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=dtype)
-    except (OSError, ValueError) as e:
-        raise SpeechModelError(f"cannot load LLM '{name}' from {folder}: {e}") from e
-    if tok.eos_token_id is None:
-        raise SpeechModelError(f"LLM '{name}': tokenizer has no end-of-sequence token")
-    lm.requires_grad_(False)
-    return folder, tok, lm.to(device).eval()
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 # --- prompts -----------------------------------------------------------------------
@@ -188,22 +58,13 @@ def system_text(mode: str, scenario: str | None) -> str | None:
     )
 
 
-def _call_connected() -> str:
-    try:
-        from mads_text import prompts
-
-        return prompts.CALL_CONNECTED
-    except (ImportError, AttributeError):
-        return CALL_CONNECTED_FALLBACK
-
-
 def chat_messages(context: Sequence[Turn], user_content: str, system: str | None, max_turns: int) -> list[dict]:
     """The Dialog Agent's chat framing: agent turns are the assistant, the customer is the user."""
     msgs: list[dict] = [{"role": "system", "content": system}] if system else []
     kept = list(context)[-max_turns:] if max_turns else []
     if len(kept) == len(context):
         # the full call: the agent spoke first, answering a "call connected" cue
-        msgs.append({"role": "user", "content": _call_connected()})
+        msgs.append({"role": "user", "content": CALL_CONNECTED})
     elif kept and kept[0].role == "user":
         kept = kept[1:]  # a cut history must not start with two user messages
     if not kept and msgs and msgs[-1]["role"] == "user":
@@ -242,6 +103,8 @@ class Sample:
 
 
 class SpeechLLM(torch.nn.Module):
+    """Frozen Whisper encoder, trainable projector, frozen LLM (LoRA adapters in stage 2)."""
+
     def __init__(
         self,
         config: SpeechLLMConfig | None = None,
@@ -261,7 +124,7 @@ class SpeechLLM(torch.nn.Module):
         self.lm = lm
         self.projector = self.fresh_projector(seed)
         if self.config.lora is not None:
-            self._add_lora(self.config.lora)
+            self.add_lora(self.config.lora)
         self._prompt_cache: dict[tuple, PromptParts] = {}
 
     # parts -------------------------------------------------------------------------
@@ -275,7 +138,8 @@ class SpeechLLM(torch.nn.Module):
             proj = Projector(self.encoder.dim, emb.shape[1], self.config.stack, self.config.projector_hidden, out_rms)
         return proj.to(self.device_name)
 
-    def _add_lora(self, spec: LoraSpec, adapter_dir: Path | None = None) -> None:
+    def add_lora(self, spec: LoraSpec, adapter_dir: Path | None = None) -> None:
+        """Wrap the LLM with LoRA adapters: fresh ones from ``spec``, or trained ones from ``adapter_dir``."""
         from peft import LoraConfig, PeftModel, get_peft_model
 
         if adapter_dir is not None:
@@ -321,6 +185,7 @@ class SpeechLLM(torch.nn.Module):
 
     def prompt_parts(self, context: Sequence[Turn], scenario: str | None, system: str | None = None) -> PromptParts:
         """Token ids before and after the audio, for the Dialog Agent's framing of this context."""
+        # every epoch and every streamed turn frames the same contexts again; templating and tokenizing are slow
         key = (scenario, system, tuple((t.role, t.text) for t in context))
         hit = self._prompt_cache.get(key)
         if hit is not None:
@@ -457,13 +322,11 @@ class SpeechLLM(torch.nn.Module):
         temperature: float = 0.0,
         top_p: float = 1.0,
         seed: int | None = None,
-    ) -> Iterator["TokenEvent"]:
+    ) -> Iterator[TokenEvent]:
         """Yield the reply as text pieces, one per generated token (greedy when temperature is 0).
 
         ``user_text`` instead of ``audio`` runs the same LLM on a transcript (the text model).
         """
-        from transformers import DynamicCache
-
         t0 = time.perf_counter()
         parts = self.prompt_parts(list(context), scenario, system)
         if user_text is not None:
@@ -473,83 +336,20 @@ class SpeechLLM(torch.nn.Module):
                 raise SpeechModelError("no audio given (need at least 10 ms of 16 kHz PCM)")
             mid = self.audio_embeds([audio])[0]
         x = torch.cat([self.embed_tokens(parts.prefix), mid, self.embed_tokens(parts.suffix)])[None]
-        gen = torch.Generator(device=x.device)
-        if seed is not None:
-            gen.manual_seed(seed)
-        causal = self.causal
-        cache = DynamicCache()
-        # the cache object is updated in place; newer transformers name the argument ``cache``
-        ckw = "cache" if "cache" in inspect.signature(causal.forward).parameters else "past_key_values"
-        out = causal(inputs_embeds=x, use_cache=True, logits_to_keep=1, **{ckw: cache})
-        ids: list[int] = []
-        shown = ""
-        n_prompt = x.shape[1]
-        for i in range(max_new_tokens):
-            logits = out.logits[0, -1].float()
-            if temperature > 0:
-                probs = torch.softmax(logits / temperature, -1)
-                if top_p < 1.0:
-                    sp, si = probs.sort(descending=True)
-                    keep = sp.cumsum(0) - sp < top_p
-                    probs = torch.zeros_like(probs).scatter(0, si[keep], sp[keep])
-                nxt = int(torch.multinomial(probs / probs.sum(), 1, generator=gen))
-            else:
-                nxt = int(logits.argmax())
-            if nxt == self.eos_id():
-                yield TokenEvent("", nxt, i, time.perf_counter() - t0, n_prompt, done=True, finish="stop")
-                return
-            ids.append(nxt)
-            text = self.tokenizer.decode(ids, skip_special_tokens=True)
-            # hold back a piece that ends inside a multi-byte character
-            delta = "" if text.endswith("\ufffd") else text[len(shown):]
-            if delta:
-                shown = text
-            yield TokenEvent(delta, nxt, i, time.perf_counter() - t0, n_prompt)
-            out = causal(input_ids=torch.tensor([[nxt]], device=x.device), use_cache=True, **{ckw: cache})
-        yield TokenEvent("", -1, max_new_tokens, time.perf_counter() - t0, n_prompt, done=True, finish="length")
+        yield from decode(self.causal, self.tokenizer, x, self.eos_id(), max_new_tokens=max_new_tokens,
+                          temperature=temperature, top_p=top_p, seed=seed, t0=t0)
 
     def generate(self, audio, context=(), **kw) -> str:
         return "".join(ev.text for ev in self.stream(audio, context, **kw)).strip()
 
-    # checkpoints ---------------------------------------------------------------------
+    # checkpoints (mads_audio.checkpoint) ----------------------------------------------
 
-    def frozen_parts(self) -> dict[str, FrozenPart]:
-        w = self.encoder.folder / "model.bin"
-        return {
-            "llm": FrozenPart(name=self.config.llm, path=str(self.llm_path), fingerprint=fingerprint(self.llm_path)),
-            "whisper": FrozenPart(name=self.config.whisper, path=str(self.encoder.folder), fingerprint=fingerprint(w)),
-        }
+    def frozen_parts(self) -> dict[str, checkpoint.FrozenPart]:
+        return checkpoint.frozen_parts(self)
 
     def save(self, out_dir: str | Path, step: int = 0, train_info: dict | None = None) -> Path:
         """Write only the trained parts plus config; files are replaced atomically."""
-        from safetensors.torch import save_file
-
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        sd = {k: v.detach().float().cpu().contiguous() for k, v in self.projector.state_dict().items()}
-        tmp = out / (PROJECTOR_FILE + ".tmp")
-        save_file(sd, str(tmp), metadata={"in_dim": str(self.projector.in_dim), "out_dim": str(self.projector.out_dim)})
-        os.replace(tmp, out / PROJECTOR_FILE)
-        trained = ["projector"]
-        if self.config.lora is not None:
-            tmp_dir = out / (LORA_DIR + ".tmp")
-            shutil.rmtree(tmp_dir, ignore_errors=True)
-            self.lm.save_pretrained(str(tmp_dir))
-            shutil.rmtree(out / LORA_DIR, ignore_errors=True)
-            os.replace(tmp_dir, out / LORA_DIR)
-            trained.append("lora")
-        info = CheckpointInfo(
-            config=self.config,
-            frozen=self.frozen_parts(),
-            trained=trained,
-            step=step,
-            created=time.strftime("%Y-%m-%dT%H:%M:%S"),
-            train=train_info or {},
-        )
-        tmp = out / (CONFIG_FILE + ".tmp")
-        tmp.write_text(info.model_dump_json(indent=2))
-        os.replace(tmp, out / CONFIG_FILE)
-        return out
+        return checkpoint.save(self, out_dir, step, train_info)
 
     @classmethod
     def load(
@@ -561,71 +361,14 @@ class SpeechLLM(torch.nn.Module):
         strict_frozen: bool = False,
     ) -> "SpeechLLM":
         """Rebuild from a checkpoint folder; ``llm`` overrides the frozen LLM's location (same weights)."""
-        info = read_checkpoint_info(ckpt)
-        ckpt = Path(ckpt)
-        cfg = info.config.model_copy(update={"lora": None, **({"llm": llm} if llm else {})})
-        model = cls(cfg, device=device, dtype=dtype)
-        model.config = model.config.model_copy(update={"lora": info.config.lora})
-        mismatched = [
-            k for k, part in info.frozen.items()
-            if k in model.frozen_parts() and part.fingerprint != model.frozen_parts()[k].fingerprint
-        ]
-        if mismatched:
-            msg = f"{ckpt}: frozen part(s) {mismatched} differ from the ones this checkpoint was trained with"
-            if strict_frozen:
-                raise SpeechModelError(msg)
-            import warnings
+        return checkpoint.load(cls, ckpt, device=device, dtype=dtype, llm=llm, strict_frozen=strict_frozen)
 
-            warnings.warn(msg, stacklevel=2)
-        model.load_trained(ckpt, info)
-        return model.eval()
-
-    def load_trained(self, ckpt: Path, info: CheckpointInfo | None = None) -> None:
-        from safetensors.torch import load_file
-
-        info = info or read_checkpoint_info(ckpt)
-        p = Path(ckpt) / PROJECTOR_FILE
-        if not p.exists():
-            raise SpeechModelError(f"{p}: projector weights missing")
-        sd = load_file(str(p), device=str(self.device_name))
-        try:
-            self.projector.load_state_dict(sd)
-        except RuntimeError as e:
-            raise SpeechModelError(f"{p}: projector does not fit this encoder/LLM pair: {e}") from e
-        if "lora" in info.trained:
-            if not (Path(ckpt) / LORA_DIR).exists():
-                raise SpeechModelError(f"{ckpt}: config says LoRA was trained but {LORA_DIR}/ is missing")
-            if hasattr(self.lm, "get_base_model"):  # already wrapped (resuming): load weights in place
-                from peft import set_peft_model_state_dict
-                from safetensors.torch import load_file as lf
-
-                set_peft_model_state_dict(self.lm, lf(str(Path(ckpt) / LORA_DIR / "adapter_model.safetensors")))
-            else:
-                self._add_lora(info.config.lora or LoraSpec(), adapter_dir=Path(ckpt) / LORA_DIR)
-
-
-@dataclass
-class TokenEvent:
-    text: str
-    token: int
-    index: int
-    elapsed_s: float
-    prompt_tokens: int
-    done: bool = False
-    finish: str | None = None
-
-
-def read_checkpoint_info(ckpt: str | Path) -> CheckpointInfo:
-    p = Path(ckpt) / CONFIG_FILE
-    if not p.exists():
-        raise SpeechModelError(f"{ckpt}: not a speech checkpoint ({CONFIG_FILE} missing)")
-    try:
-        return CheckpointInfo.model_validate_json(p.read_text())
-    except ValueError as e:
-        raise SpeechModelError(f"{p}: invalid checkpoint config: {e}") from e
+    def load_trained(self, ckpt: Path, info: checkpoint.CheckpointInfo | None = None) -> None:
+        checkpoint.load_trained(self, ckpt, info)
 
 
 def describe(model: SpeechLLM) -> dict[str, Any]:
+    """Sizes and settings of a built model, for logs and reports."""
     n_proj = sum(p.numel() for p in model.projector.parameters())
     n_lora = sum(p.numel() for n, p in model.lm.named_parameters() if "lora_" in n)
     return {

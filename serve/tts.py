@@ -1,9 +1,10 @@
 """Text to speech for the server and the simulated callers, through the synthesis stage (``synth``).
 
-``synth`` owns the engines (flite, Kokoro, Coqui), the voice records and the
-persona -> voice assignment; this module only adapts them to a call: text made
-speakable (no end markers or stage directions), sentences for streaming, and
-mono float32 at 16 kHz, the call's internal format.
+``synth`` owns the engines (flite, Kokoro, Coqui), the voice records, the
+persona -> voice assignment and the speakable-text clean-up (no end markers or
+stage directions; ``synth.textnorm.speakable``, the same one the training audio
+went through); this module only adapts them to a call: sentences for streaming,
+and mono float32 at 16 kHz, the call's internal format.
 
 flite is the server's default engine: on two CPU cores it voices a sentence in
 a few hundredths of its duration, so it never holds up a call; Kokoro sounds
@@ -21,6 +22,7 @@ import numpy as np
 from .audio import RATE, resample
 
 try:
+    from synth.textnorm import speakable
     from synth.voice import Voice
 except ImportError as e:  # pragma: no cover - synth ships with the project
     raise ImportError(f"the voice server needs the synth package (TTS engines and voices): {e}") from e
@@ -46,14 +48,6 @@ def split_sentences(text: str, max_chars: int = 160) -> list[str]:
         if p:
             out.append(p)
     return out
-
-
-def speakable(text: str) -> str:
-    """Strip what an engine would read out literally: end markers, stage directions, markup."""
-    t = re.sub(r"\[[^\]]*\]", " ", text)
-    t = re.sub(r"\*+", "", t)
-    t = re.sub(r"\([^)]*\)", " ", t)
-    return re.sub(r"\s+", " ", t).strip()
 
 
 class TTS:

@@ -1,9 +1,13 @@
 """Text clean-up before synthesis and normalisation before word error rate.
 
 Small models leave markers, stage directions and markup in their turns; a TTS
-engine would read them out. For WER, both sides are reduced to lower-case
-words with digits spelled out, so "1,200" and "twelve hundred" styles of the
-same number do not count as errors of the voice.
+engine would read them out. ``speakable`` is the one clean-up for every voice
+in the project: the synthesis stage (so the training audio), the speech agent's
+replies and the voice server all say exactly what it returns.
+``sentence_complete`` decides when a streamed reply has a sentence ready to
+voice. For WER, both sides are reduced to lower-case words with digits spelled
+out, so "1,200" and "twelve hundred" styles of the same number do not count as
+errors of the voice.
 """
 
 from __future__ import annotations
@@ -14,23 +18,44 @@ import unicodedata
 _MARKERS = re.compile(r"\[[^\]]*\]")  # [ACCEPT], [WITHDRAW], [laughs]
 _BOLD = re.compile(r"(\*\*|__)(.+?)\1")  # **word** is emphasis, spoken
 _ACTIONS = re.compile(r"(?<![*\w])\*[^*]{1,80}\*(?![*\w])")  # *smiles* is a stage direction, not spoken
-_PARENS = re.compile(r"\((?:[^()]{0,40})\)")  # (pause) (sighs)
+# (pause), (sighs), "(The call has connected. ...)" echoed from the prompt: any length, innermost first
+_PARENS = re.compile(r"\([^()]*\)")
 _MARKUP = re.compile(r"[*_#`~<>|\\]+")
 _SPACES = re.compile(r"\s+")
+# symbols that are words when read ("dollars", "percent", "and"); other symbols (emoji, arrows) are
+# spelled out by name by espeak, so they go, except currency signs, which say what a price is in
+_SPOKEN_SYMBOLS = "$%&+=@"
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]*\s*$")
 
 
 def speakable(text: str) -> str:
-    """What the engine should say: markers, stage directions and markup removed."""
+    """What the engine should say: markers, stage directions and markup removed; "" when nothing is left."""
     t = unicodedata.normalize("NFKC", text or "")
     t = _MARKERS.sub(" ", t)
     t = _BOLD.sub(r"\2", t)
     t = _ACTIONS.sub(" ", t)
-    t = _PARENS.sub(" ", t)
+    n = 1
+    while n:  # "(sighs (quietly))": each pass removes the innermost pair
+        t, n = _PARENS.subn(" ", t)
     t = _MARKUP.sub(" ", t)
-    # drop emoji and other symbols espeak spells out by name
-    t = "".join(ch for ch in t if unicodedata.category(ch)[0] != "S" or ch in "$%&+=@")
+    t = "".join(ch for ch in t if not _is_silent_symbol(ch))
     t = _SPACES.sub(" ", t).strip()
+    # punctuation alone ("...", "-") says nothing; the engines' voices are English, so a Latin letter or digit must be left
     return t if re.search(r"[A-Za-z0-9]", t) else ""
+
+
+def _is_silent_symbol(ch: str) -> bool:
+    cat = unicodedata.category(ch)
+    return cat[0] == "S" and cat != "Sc" and ch not in _SPOKEN_SYMBOLS
+
+
+def sentence_complete(text: str, done: bool = False, min_chars: int = 12) -> bool:
+    """Whether streamed reply text can be voiced now: the stream ended, or it ends a sentence.
+
+    A sentence shorter than ``min_chars`` waits for the next one ("Yes." then "Of course."),
+    so a reply is not voiced in clipped fragments with a pause between each.
+    """
+    return done or (len(text.strip()) >= min_chars and _SENTENCE_END.search(text) is not None)
 
 
 _ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "

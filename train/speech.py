@@ -11,7 +11,7 @@ KL divergence to the frozen text model reading the ground-truth transcript
 degraded on the fly by a telephony channel (8 kHz band, mu-law, noise).
 
 The output folder holds only trained parts plus a config naming the frozen ones
-(``mads_audio.model``), ``train_state.pt`` for resuming (optimizer, step), the
+(``mads_audio.checkpoint``), ``train_state.pt`` for resuming (optimizer, step), the
 loss log ``loss.jsonl``, ``loss.png`` and ``summary.json``. Running the same
 command again resumes where it stopped; batches are a pure function of
 (seed, step), so a resumed run sees exactly the data it would have seen.
@@ -155,7 +155,9 @@ def samples_of(exs: list[SpeechExample], store: AudioStore):
 
 
 def build_model(cfg: SpeechTrainConfig):
-    from mads_audio.model import LoraSpec, SpeechLLM, SpeechLLMConfig, read_checkpoint_info
+    from mads_audio.checkpoint import read_checkpoint_info
+    from mads_audio.config import LoraSpec, SpeechLLMConfig
+    from mads_audio.model import SpeechLLM
 
     lora = LoraSpec(r=cfg.lora_r, alpha=cfg.lora_alpha, target_modules=cfg.lora_targets) if cfg.stage == 2 else None
     arch = SpeechLLMConfig(llm=cfg.llm, whisper=cfg.whisper, stack=cfg.stack, projector_hidden=cfg.projector_hidden,

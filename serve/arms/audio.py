@@ -14,24 +14,24 @@ never stands in with another model's answers.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import numpy as np
 
 from mads_audio.asr import WhisperASR
 from mads_text.agents import derive_seed
+from mads_text.common.aio import iterate_in_thread
+from mads_text.prompts import CALL_CONNECTED
 from mads_text.scenario import Scenario
+from synth.textnorm import sentence_complete, speakable
 
-from ..frames import EventFrame, Frame, OutputAudio, TranscriptFrame
-from ..tts import TTS, Voice, speakable
+from ..frames import EventFrame, Frame, TranscriptFrame
+from ..tts import TTS, Voice
 from .base import Arm, ArmUnavailable, CallContext
-from .pipeline import FALLBACK_LINE
-
-SENTENCE_END = re.compile(r"[.!?][\"')\]]*\s*$")
-CALL_CONNECTED = "(The call has connected. Greet the customer and open the conversation.)"
+from .pipeline import FALLBACK_LINE, speak_sentence
 
 
 class AudioArm(Arm):
@@ -55,7 +55,8 @@ class AudioArm(Arm):
             raise ArmUnavailable(f"the audio arm needs the speech LLM runtime (mads_audio.infer, torch): {e}") from None
         if not checkpoint:
             raise ArmUnavailable("the audio arm needs a speech-LLM checkpoint: pass --audio-model SCKPT (from `mads train speech`)")
-        from mads_audio.model import SpeechModelError, read_checkpoint_info
+        from mads_audio.checkpoint import read_checkpoint_info
+        from mads_audio.config import SpeechModelError
 
         try:
             self.info = read_checkpoint_info(checkpoint)
@@ -84,8 +85,8 @@ class AudioArm(Arm):
         }
 
     async def load(self) -> None:
+        from mads_audio.config import SpeechModelError
         from mads_audio.infer import SpeechAgent
-        from mads_audio.model import SpeechModelError
 
         def build():
             if self.threads:
@@ -102,40 +103,33 @@ class AudioArm(Arm):
         except SpeechModelError as e:
             raise ArmUnavailable(f"speech checkpoint {self.checkpoint}: {e}") from e
 
-    async def _voice(self, sentence: str, first: bool, timings: dict[str, float]) -> AsyncIterator[Frame]:
-        t1 = time.perf_counter()
-        pcm = await asyncio.to_thread(self.tts.synthesize, sentence, self.voice)
-        if first:
-            timings["tts_ms"] = round((time.perf_counter() - t1) * 1000, 1)
-            yield EventFrame("timing", dict(timings))
-        if len(pcm):
-            yield OutputAudio(pcm, -1)
-
     async def _stream_reply(self, events, t0: float, timings: dict[str, float]) -> AsyncIterator[Frame]:
         """Turn a token stream into agent transcript updates and per-sentence audio."""
         text, voiced, first = "", 0, True
-        async for ev in events:
-            text += ev.text
-            pending = text[voiced:]
-            if speakable(pending) and (ev.done or (len(pending.strip()) >= 12 and SENTENCE_END.search(pending))):
-                voiced = len(text)
-                if first:
-                    timings["llm_ms"] = round((time.perf_counter() - t0) * 1000, 1)
-                yield TranscriptFrame("agent", text.strip(), -1, final=False)
-                async for f in self._voice(pending.strip(), first, timings):
-                    yield f
-                first = False
+        # closed on any exit (barge-in, hang-up), so the model stops generating a reply nobody hears
+        async with aclosing(events):
+            async for ev in events:
+                text += ev.text
+                pending = text[voiced:]
+                if speakable(pending) and sentence_complete(pending, ev.done):
+                    voiced = len(text)
+                    if first:
+                        timings["llm_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+                    yield TranscriptFrame("agent", text.strip(), -1, final=False)
+                    async for f in speak_sentence(self.tts, self.voice, pending.strip(), timings, first=first):
+                        yield f
+                    first = False
         rest = text[voiced:].strip()
         if speakable(rest):
             if first:
                 timings["llm_ms"] = round((time.perf_counter() - t0) * 1000, 1)
                 yield TranscriptFrame("agent", text.strip(), -1, final=False)
-            async for f in self._voice(rest, first, timings):
+            async for f in speak_sentence(self.tts, self.voice, rest, timings, first=first):
                 yield f
             first = False
         if first:  # the model said nothing speakable
             yield TranscriptFrame("agent", FALLBACK_LINE, -1, final=False)
-            async for f in self._voice(FALLBACK_LINE, True, timings):
+            async for f in speak_sentence(self.tts, self.voice, FALLBACK_LINE, timings, first=True):
                 yield f
             text = FALLBACK_LINE
         yield TranscriptFrame("agent", text.strip(), -1, final=True)
@@ -154,7 +148,7 @@ class AudioArm(Arm):
                                 temperature=self.temperature, seed=derive_seed(ctx.call_id, "opening"))  # fmt: skip
 
         async with self._lock:
-            async for f in self._stream_reply(_threaded(gen), t0, {}):
+            async for f in self._stream_reply(iterate_in_thread(gen), t0, {}):
                 yield f
 
     async def respond(self, ctx: CallContext, utterance: np.ndarray) -> AsyncIterator[Frame]:
@@ -186,29 +180,3 @@ async def _once(text: str):
             self.text, self.done = t, done
 
     yield _Ev(text, True)
-
-
-async def _threaded(make_iter):
-    """Run a blocking token iterator on a worker thread; events arrive through a queue."""
-    loop = asyncio.get_running_loop()
-    q: asyncio.Queue = asyncio.Queue()
-    end = object()
-
-    def work():
-        try:
-            for ev in make_iter():
-                loop.call_soon_threadsafe(q.put_nowait, ev)
-        except Exception as e:  # noqa: BLE001 - handed to the consumer
-            loop.call_soon_threadsafe(q.put_nowait, e)
-        finally:
-            loop.call_soon_threadsafe(q.put_nowait, end)
-
-    fut = loop.run_in_executor(None, work)
-    while True:
-        item = await q.get()
-        if item is end:
-            break
-        if isinstance(item, Exception):
-            raise item
-        yield item
-    await fut

@@ -27,6 +27,23 @@ from .base import Arm, CallContext
 FALLBACK_LINE = "Sorry, could you say that again?"
 
 
+async def speak_sentence(
+    tts: TTS, voice: Voice, sentence: str, timings: dict[str, float], *, first: bool
+) -> AsyncIterator[Frame]:
+    """One sentence of agent speech; both arms voice their replies through this, one sentence at a time.
+
+    The first sentence's synthesis time is what the caller waits on before hearing
+    anything, so it alone is reported (``tts_ms``, with the timings so far).
+    """
+    t1 = time.perf_counter()
+    pcm = await asyncio.to_thread(tts.synthesize, sentence, voice)  # the engine blocks; the call must not
+    if first:
+        timings["tts_ms"] = round((time.perf_counter() - t1) * 1000, 1)
+        yield EventFrame("timing", dict(timings))
+    if len(pcm):
+        yield OutputAudio(pcm, -1)
+
+
 class PipelineArm(Arm):
     name = "pipeline"
 
@@ -90,16 +107,9 @@ class PipelineArm(Arm):
         timings["llm_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         text = reply.text.strip() or FALLBACK_LINE
         yield TranscriptFrame("agent", text, -1)
-        first = True
-        for sentence in split_sentences(text):
-            t1 = time.perf_counter()
-            pcm = await asyncio.to_thread(self.tts.synthesize, sentence, self.voice)
-            if first:
-                timings["tts_ms"] = round((time.perf_counter() - t1) * 1000, 1)
-                yield EventFrame("timing", dict(timings))
-                first = False
-            if len(pcm):
-                yield OutputAudio(pcm, -1)
+        for i, sentence in enumerate(split_sentences(text)):
+            async for f in speak_sentence(self.tts, self.voice, sentence, timings, first=i == 0):
+                yield f
 
     async def opening(self, ctx: CallContext) -> AsyncIterator[Frame]:
         async for f in self._speak(ctx, {}):

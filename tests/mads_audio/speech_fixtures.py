@@ -135,7 +135,8 @@ def tiny_model():
     """SpeechLLM with Whisper tiny.en and SmolLM2, short prompts: the cheapest real model."""
     import torch
 
-    from mads_audio.model import SpeechLLM, SpeechLLMConfig
+    from mads_audio.config import SpeechLLMConfig
+    from mads_audio.model import SpeechLLM
 
     torch.set_num_threads(2)
     return SpeechLLM(SpeechLLMConfig(**SPEED_CONFIG_KW), device="cpu")

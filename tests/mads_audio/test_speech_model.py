@@ -7,17 +7,10 @@ import pytest
 import torch
 from speech_fixtures import SPEED_CONFIG_KW, tiny_dataset, tiny_model
 
+from mads_audio.checkpoint import PROJECTOR_FILE
+from mads_audio.config import LoraSpec, SpeechLLMConfig, SpeechModelError
 from mads_audio.data import load_examples, read_audio
-from mads_audio.model import (
-    AUDIO_PLACEHOLDER,
-    PROJECTOR_FILE,
-    LoraSpec,
-    Sample,
-    SpeechLLM,
-    SpeechLLMConfig,
-    SpeechModelError,
-    chat_messages,
-)
+from mads_audio.model import AUDIO_PLACEHOLDER, Sample, SpeechLLM, chat_messages
 from mads_text.common.records import Turn
 
 pytestmark = pytest.mark.slow  # loads SmolLM2 and Whisper tiny.en

@@ -62,7 +62,8 @@ def speech_checkpoint(tmp_path_factory):
     if given:
         return Path(given)
     try:
-        from mads_audio.model import SpeechLLM, SpeechLLMConfig
+        from mads_audio.config import SpeechLLMConfig
+        from mads_audio.model import SpeechLLM
     except ImportError as e:
         pytest.skip(f"speech LLM runtime not installed: {e}")
     out = tmp_path_factory.mktemp("sckpt")

@@ -8,7 +8,7 @@ from synth.assign import VoiceBook, age_shape, agent_speaker, assign_personas, p
 from synth.bank import load_bank, resolve
 from synth.quality import align_words, speaker_stats, wer
 from synth.telephony import TelephonyConfig, telephone, write_ulaw
-from synth.textnorm import speakable, wer_words
+from synth.textnorm import sentence_complete, speakable, wer_words
 from synth.voice import Voice
 
 
@@ -17,6 +17,26 @@ def test_speakable_strips_markers_and_stage_directions():
     assert speakable("*smiles* Well (pause) okay **fine**") == "Well okay fine"
     assert speakable("[WITHDRAW]") == ""
     assert speakable("  ...  ") == ""
+    # stage directions of any length, nested ones too (the server's clean-up removed long ones before the merge)
+    cue = "(The call has connected. Greet the customer and open the conversation.)"
+    assert speakable(f"{cue} Hello, this is Li Wei.") == "Hello, this is Li Wei."
+    assert speakable("Well (sighs (quietly)) okay.") == "Well okay."
+    assert speakable("Hi (unclosed") == "Hi (unclosed"  # no closing bracket: nothing to call a direction
+
+
+def test_speakable_keeps_numbers_prices_and_spoken_symbols():
+    assert speakable("It is 288 RMB per month.") == "It is 288 RMB per month."
+    assert speakable("288.") == "288."
+    assert speakable("It's 50% off & free, $5 or €4 or ¥30 😊") == "It's 50% off & free, $5 or €4 or ¥30"
+    assert speakable("__really__ good, #1 plan") == "really good, 1 plan"  # markup goes, its words stay
+    assert speakable("Hello\u2026 there") == "Hello... there"
+
+
+def test_a_streamed_sentence_is_voiced_once_long_enough_or_at_the_end():
+    assert not sentence_complete("Yes.")  # too short alone: waits for the next sentence
+    assert sentence_complete("Yes.", done=True)
+    assert sentence_complete("It costs 288 a month. ") and sentence_complete('He said "call me later."')
+    assert not sentence_complete("It costs 288 a month and")
 
 
 def test_wer_normalises_numbers_case_and_contractions():

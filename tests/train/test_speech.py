@@ -1,4 +1,4 @@
-"""`mads train speech`: a few CPU steps on a tiny real synthesized dataset lower the reply loss; resumable."""
+"""`mads train speech`: a few CPU steps on some dialogues lower the reply loss on held-out ones; resumable."""
 
 import json
 import sys
@@ -35,15 +35,31 @@ def test_batches_are_a_pure_function_of_seed_and_step():
     assert lr_factor(99, cfg) == pytest.approx(cfg.min_lr_ratio, abs=0.01)
 
 
+# the split is by a hash of the dialogue id: at 0.45, d000 and d005 of the six tiny calls are held out
+HELD_OUT_FRACTION = 0.45
+
+
+def _samples(exs):
+    return [Sample(audio=read_audio(e.user_audio), context=e.context, user_text=e.user_text, reply=e.reply,
+                   scenario=e.scenario) for e in exs]
+
+
 @pytest.mark.slow
-def test_training_lowers_reply_loss_resumes_and_reloads(tmp_path):
+def test_training_lowers_held_out_reply_loss_resumes_and_reloads(tmp_path):
+    train_exs = load_examples(tiny_dataset(), "train", HELD_OUT_FRACTION)
+    held_exs = load_examples(tiny_dataset(), "test", HELD_OUT_FRACTION)
+    # whole dialogues are held out: none of their turns, not even the shared opening's context, was trained on
+    assert len({e.dialogue_id for e in held_exs}) == 2 and len(train_exs) == 8
+    assert not {e.dialogue_id for e in train_exs} & {e.dialogue_id for e in held_exs}
+
     out = tmp_path / "sckpt"
-    first = train(_cfg(out, steps=4, lr=1e-2), progress=False)
-    assert first["steps"] == 4
+    kw = dict(lr=1e-2, test_fraction=HELD_OUT_FRACTION, eval_examples=len(held_exs))
+    first = train(_cfg(out, steps=4, **kw), progress=False)
+    assert first["steps"] == 4 and first["train_examples"] == 8 and first["held_out_examples"] == len(held_exs)
     state = torch.load(out / "train_state.pt", weights_only=False)
     assert state["step"] == 4
     # the same command with more steps continues from step 4
-    summary = train(_cfg(out, steps=8, lr=1e-2), progress=False)
+    summary = train(_cfg(out, steps=8, **kw), progress=False)
     rows = [json.loads(x) for x in (out / "loss.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "loss" in r] == list(range(1, 9))
     assert (out / "loss.png").stat().st_size > 1000 and summary["steps"] == 8
@@ -51,21 +67,23 @@ def test_training_lowers_reply_loss_resumes_and_reloads(tmp_path):
     assert info["trained"] == ["projector"] and info["step"] == 8
     assert info["frozen"]["llm"]["name"] == "smollm2" and info["train"]["config"]["steps"] == 8
 
-    # trained vs untrained projector on the training clips, clean audio
+    # trained vs untrained projector on the held-out dialogues' clips, clean audio
     model = SpeechLLM.load(out, device="cpu")
-    exs = load_examples(tiny_dataset())
-    samples = [Sample(audio=read_audio(e.user_audio), context=e.context, user_text=e.user_text, reply=e.reply,
-                      scenario=e.scenario) for e in exs]
+    held = _samples(held_exs)
     with torch.no_grad():
-        trained = model.reply_loss(samples)["ce"].item()
+        trained = model.reply_loss(held)["ce"].item()
         model.projector.load_state_dict(model.fresh_projector(0).state_dict())
-        untrained = model.reply_loss(samples)["ce"].item()
-    # eight steps move the reply loss by about 0.29 nats here (4.05 -> 3.77); 0.15 leaves room for other CPUs' math
-    assert trained < untrained - 0.15, (trained, untrained)
+        untrained = model.reply_loss(held)["ce"].item()
+    # the training run's own held-out evaluation saw the same numbers (step 0: the untrained projector)
+    assert summary["eval_loss_initial"] == pytest.approx(untrained, abs=1e-3)
+    assert summary["eval_loss_final"] == pytest.approx(trained, abs=1e-3)
+    # eight steps on the other four dialogues move the held-out loss by about 0.22 nats here (4.38 -> 4.16);
+    # 0.1 leaves room for other CPUs' math, not for a projector that learnt nothing beyond its training clips
+    assert trained < untrained - 0.1, (trained, untrained)
 
-    # the reloaded checkpoint answers a customer clip
+    # the reloaded checkpoint answers a customer clip it never trained on
     reloaded = SpeechLLM.load(out, device="cpu")
-    reply = reloaded.generate(samples[0].audio, samples[0].context, max_new_tokens=12)
+    reply = reloaded.generate(held[0].audio, held[0].context, max_new_tokens=12)
     assert reply.strip(), "no reply generated from audio"
 
 
