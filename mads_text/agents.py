@@ -23,14 +23,18 @@ from .common.records import Turn
 from .llm import GenParams, LLMBackend, Message
 from .personas import Persona, agent_transcript_header, render_agent_prompt, render_user_prompt, user_transcript_header
 from .scenario import Scenario
+from .stance import derive_stance, render_stance
 
 PromptMode = Literal["chat", "transcript"]
 
+STAGE_ONLY = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*")
+RETRY_HEAT = 0.2  # temperature added per retry
 MARKER_RE = re.compile(r"\[\s*(ACCEPT(?:ED)?|WITHDRAW(?:N|S)?)\s*\]", re.IGNORECASE)
 GENERIC_PREFIXES = ("assistant", "user", "agent", "customer", "salesperson", "sales agent", "consultant", "caller", "client")
-
-
-MARKER_ONLY_TEXT = {"accept": "Okay, let's do it.", "withdraw": "No, thanks. Goodbye."}
+# what a salesperson says and a customer does not: a customer line with one of these took over the other role
+SALES_LINES = ("we offer", "we can offer", "i can offer you", "i'd like to sell", "i would like to sell",
+               "would you like to buy", "would you like to sign up", "would you like to book", "would you like to apply",
+               "our company offers", "let me tell you about our")
 
 
 def trim_to_sentence(text: str, min_chars: int = 20) -> str:
@@ -51,6 +55,10 @@ class Reply:
     slips_cleaned: int = 0
     slips_retried: int = 0
     empty_retries: int = 0
+    marker_only_retries: int = 0
+    repeats_removed: int = 0
+    repeat_retries: int = 0
+    repeats_kept: int = 0
     notes: list[str] = field(default_factory=list)
 
 
@@ -121,6 +129,8 @@ def clean_reply(
     text = text.strip().strip('"').strip()
     core, marker = extract_marker(text)
     if not core:
+        return Cleaned(text, cleaned, "marker only" if marker else "empty")
+    if not STAGE_ONLY.sub("", core).strip(" .,!?-"):  # "[END]", "(hangs up)": a direction, no words spoken
         return Cleaned(text, cleaned, "empty")
     if other_last and len(_norm_words(core)) >= 4 and _overlap(core, other_last) >= 0.8:
         return Cleaned(text, cleaned, "echoed the other speaker")
@@ -128,6 +138,30 @@ def clean_reply(
         if phrase.lower() in core.lower():
             return Cleaned(text, cleaned, f"spoke as the salesperson ('{phrase}')")
     return Cleaned(text, cleaned)
+
+
+def _content(text: str) -> set[str]:
+    return {w for w in _norm_words(text) if len(w) > 3}
+
+
+def open_objections(objections: list[str], history: list[Turn]) -> list[str]:
+    """The stance's objections the customer has not voiced yet (most of its content words not said so far)."""
+    said = set().union(*(_content(t.text) for t in history if t.role == "user")) if history else set()
+    return [o for o in objections if len(_content(o) & said) < max(1, len(_content(o)) // 2)]
+
+
+def stance_note(stance, history: list[Turn], name: str) -> str:
+    """A private reminder just before the customer's line, in the prompt only (never stored or spoken): small models
+    forget the header's objections after a few turns and drift into agreeing, so the next unvoiced one is recalled,
+    and a customer who has stayed long enough against their leaning is reminded of their patience."""
+    rounds = sum(t.role == "user" for t in history)
+    notes = []
+    pending = open_objections(stance.objections, history)
+    if pending and rounds >= 1:
+        notes.append(f'{name} still has this doubt: "{pending[0]}"')
+    if stance.leaning != "open" and rounds >= (3 if stance.busy else 5):
+        notes.append(f"{name} is running out of patience")
+    return f"({'; '.join(notes)}.)\n" if notes else ""
 
 
 def transcript_lines(history: list[Turn], agent_name: str, user_name: str) -> str:
@@ -160,15 +194,19 @@ class _Participant:
     async def next_turn(self, history: list[Turn]) -> Reply:
         prompt = self._prompt(history)
         other_last = next((t.text for t in reversed(history) if t.role != self.role), None)
+        said_before = self._said_before(history)
         reply = Reply(text="")
         best: Cleaned | None = None
+        best_repeats = 0
         for attempt in range(self.max_retries + 1):
             stop = [f"\n{self.other_name}:", f"\n{self.own_name}:"]
             if self.mode == "transcript":
                 stop = ["\n", f"{self.other_name}:", f"{self.own_name}:"]
-            params = self.params.model_copy(
-                update={"seed": derive_seed(self.seed, self.role, len(history), attempt), "stop": stop}
-            )
+            # a retry samples a little hotter: a model stuck in a loop needs more than a new seed to leave it
+            params = self.params.model_copy(update={
+                "seed": derive_seed(self.seed, self.role, len(history), attempt), "stop": stop,
+                "temperature": self.params.temperature + RETRY_HEAT * attempt,
+            })
             c = await self.backend.complete(prompt, params)
             reply.calls += 1
             text = c.text
@@ -183,27 +221,67 @@ class _Participant:
                 other_last=other_last,
                 impersonation=self._impersonation(),
             )
+            if res.retry is None and said_before is not None:
+                kept, dropped = drop_repeats(res.text, said_before, [t.text for t in history if t.role == self.role])
+                if dropped and not kept:
+                    res = Cleaned(res.text, res.cleaned, "only repeats")
+                else:
+                    res, best_repeats = Cleaned(kept, res.cleaned), dropped
             if res.retry is None:
                 best = res
                 break
             reply.notes.append(res.retry)
             if res.retry == "empty":
                 reply.empty_retries += 1
+            elif res.retry == "marker only":
+                reply.marker_only_retries += 1
+            elif res.retry == "only repeats":
+                reply.repeat_retries += 1
             else:
                 reply.slips_retried += 1
-            if best is None or (best.retry == "empty" and res.retry != "empty"):
+            if best is None or (best.retry in ("empty", "marker only") and res.retry not in ("empty", "marker only")):
                 best = res
         assert best is not None
         if best.cleaned:
             reply.slips_cleaned += 1
+        reply.repeats_removed = best_repeats
+        if best.retry == "only repeats":  # every sample only repeated itself: kept as written, and counted
+            reply.repeats_kept = len(sentences(best.text))
         reply.text, reply.marker = extract_marker(best.text)
         if self.role == "agent":
             reply.marker = None  # only the customer ends a call with a decision
-        elif not reply.text and reply.marker:
-            # small models often emit the bare marker; keep the decision, give it words
-            reply.text = MARKER_ONLY_TEXT[reply.marker]
-            reply.notes.append("marker only")
+        # a customer reply that stayed a bare marker keeps no words: the orchestrator ends the call on it
         return reply
+
+    def _said_before(self, history: list[Turn]) -> list[str] | None:
+        """Sentences this speaker already said, when repeats are to be removed (the agent); None otherwise."""
+        return None
+
+
+def sentences(text: str) -> list[str]:
+    return [s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s]
+
+
+def _same_sentence(a: str, b: str) -> bool:
+    wa, wb = _norm_words(a), _norm_words(b)
+    if len(wa) < 4 or len(wb) < 4:  # "Sure." and "Of course." may come back
+        return False
+    return wa == wb or _overlap(a, b) >= 0.8
+
+
+def drop_repeats(text: str, said_before: list[str], turns_before: list[str] = ()) -> tuple[str, int]:
+    """Remove the sentences of ``text`` that repeat one said before in the call or earlier in ``text``; a whole
+    turn that repeats an earlier turn of the speaker word for word is a repeat however short it is."""
+    if len(_norm_words(text)) >= 3 and _norm_words(text) in [_norm_words(t) for t in turns_before]:
+        return "", len(sentences(text))
+    kept: list[str] = []
+    dropped = 0
+    for sent in sentences(text):
+        if any(_same_sentence(sent, old) for old in [*said_before, *kept]):
+            dropped += 1
+        else:
+            kept.append(sent)
+    return " ".join(kept), dropped
 
 
 class DialogAgent(_Participant):
@@ -241,6 +319,9 @@ class DialogAgent(_Participant):
             return Reply(text=self.scenario.agent.opening)
         return await super().next_turn(history)
 
+    def _said_before(self, history: list[Turn]) -> list[str]:
+        return [s for t in history if t.role == "agent" for s in sentences(t.text)]
+
 
 class UserAgent(_Participant):
     """The persona-driven customer."""
@@ -255,21 +336,30 @@ class UserAgent(_Participant):
         mode: PromptMode = "transcript",
         params: GenParams | None = None,
         seed: int = 0,
+        stance_in_chat: bool = False,
     ):
         super().__init__(scenario, backend, mode, params or GenParams(temperature=0.9, max_tokens=80), seed)
         self.persona = persona
         self.own_name = persona.name
         self.other_name = scenario.agent.name
-        self.system_prompt = render_user_prompt(persona, scenario)
+        # the stance always frames a transcript; the chat prompt stays the paper's unless asked for
+        self.stance = derive_stance(persona, scenario)
+        self.stance_text = render_stance(self.stance, scenario, persona.name) if self.stance else None
+        self.system_prompt = render_user_prompt(persona, scenario, self.stance_text if stance_in_chat else None)
 
     def _impersonation(self) -> list[str]:
         a = self.scenario.agent
-        return [f"I'm {a.name}", f"I am {a.name}", f"this is {a.name}", f"calling from {a.company}", f"here at {a.company}"]
+        return [f"I'm {a.name}", f"I am {a.name}", f"this is {a.name}", f"calling from {a.company}", f"here at {a.company}",
+                *SALES_LINES]
+
+    def _said_before(self, history: list[Turn]) -> list[str]:
+        return [s for t in history if t.role == "user" for s in sentences(t.text)]
 
     def _prompt(self, history: list[Turn]):
         if self.mode == "transcript":
-            header = user_transcript_header(self.persona, self.scenario)
-            return header + transcript_lines(history, self.other_name, self.own_name) + f"{self.own_name}:"
+            header = user_transcript_header(self.persona, self.scenario, self.stance_text)
+            note = stance_note(self.stance, history, self.own_name) if self.stance else ""
+            return header + transcript_lines(history, self.other_name, self.own_name) + note + f"{self.own_name}:"
         msgs = [Message(role="system", content=self.system_prompt)]
         for t in history:
             msgs.append(Message(role="user" if t.role == "agent" else "assistant", content=t.text))

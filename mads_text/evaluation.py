@@ -125,7 +125,7 @@ def build_feedback(recs: list[DialogueRecord], ana: IterationAnalysis, cfg: Opti
             success=r.outcome == "accept",
         )
 
-    failed = [item(r) for r in recs if r.outcome in ("withdraw", "max_rounds")]
+    failed = [item(r) for r in recs if r.outcome in ("withdraw", "max_rounds", "undecided")]
     ok = [item(r) for r in recs if r.outcome == "accept"]
     return Feedback(
         n_dialogues=len(recs), acceptance_rate=ana.acceptance_rate, h_avg=ana.h_avg,

@@ -206,8 +206,9 @@ def export_cmd(
     from .common.runstore import RunStoreError
     from .export import ExportConfig, ExportError, export
 
-    outcomes = ["accept", "withdraw", "max_rounds"] if outcome == "any" else [o.strip() for o in outcome.split(",") if o.strip()]
-    bad = [o for o in outcomes if o not in ("accept", "withdraw", "max_rounds")]
+    known = ["accept", "withdraw", "max_rounds", "undecided"]
+    outcomes = known if outcome == "any" else [o.strip() for o in outcome.split(",") if o.strip()]
+    bad = [o for o in outcomes if o not in known]
     if bad:
         fail(f"--outcome: unknown outcome(s) {bad}; use accept, withdraw, max_rounds or any")
     cfg = ExportConfig(

@@ -21,9 +21,10 @@ from pydantic import BaseModel, Field, model_validator
 
 from .agents import DialogAgent, UserAgent, derive_seed
 from .common import runstore
-from .common.records import DialogueRecord, DialogueStats, RunManifest, Turn, Usage
+from .common.records import Decision, DialogueRecord, DialogueStats, RunManifest, Turn, Usage
+from .decision import Decider
 from .llm import GenParams, LLMBackend, LLMError, LLMUnavailable, make_backend
-from .personas import GROUPS, Persona, render_agent_prompt, render_user_prompt, sample_personas
+from .personas import GROUPS, Persona, render_agent_prompt, sample_personas
 from .scenario import Scenario, load_scenario
 
 
@@ -42,6 +43,10 @@ class SimulationConfig(BaseModel):
     prompt_k: str | None = Field(None, description="Dialog Agent instruction/SOP; the scenario's meta instruction when absent")
     prompt_version: str = "p0"
     concurrency: int | None = Field(None, description="Dialogues in flight; the backend's slot count when absent")
+    decision: Literal["auto", "hybrid", "rules", "off"] = Field(
+        "auto", description="How a call ends: the decision module with the LLM as a check (auto/hybrid), rules "
+        "only, or off (every call runs max_rounds; for building evaluation sets)")
+    stance_in_chat: bool = Field(False, description="Add the customer's stance to the paper's chat-mode prompt")
     user_params: GenParams = Field(default_factory=lambda: GenParams(temperature=0.9, max_tokens=80))
     agent_params: GenParams = Field(default_factory=lambda: GenParams(temperature=0.7, max_tokens=90))
 
@@ -78,39 +83,53 @@ async def run_dialogue(
 ) -> DialogueRecord:
     did = dialogue_id(persona, sample_index)
     dseed = derive_seed(cfg.seed, persona.id, sample_index, cfg.prompt_version)
-    user = UserAgent(persona, scenario, backend, mode, params=cfg.user_params, seed=dseed)  # type: ignore[arg-type]
+    user = UserAgent(persona, scenario, backend, mode, params=cfg.user_params, seed=dseed,  # type: ignore[arg-type]
+                     stance_in_chat=cfg.stance_in_chat)
     agent = DialogAgent(
         scenario, backend, mode, prompt_k=cfg.prompt_k, user_name=persona.name,  # type: ignore[arg-type]
         params=cfg.agent_params, seed=dseed,
     )
+    decider = None if cfg.decision == "off" else Decider(scenario, backend, "rules" if cfg.decision == "rules" else "hybrid")
     turns: list[Turn] = []
     usage = Usage()
     stats = DialogueStats()
-    outcome = "max_rounds"
+    decision = Decision(outcome="undecided", source="max_rounds" if decider else "decision off")
     error = None
     rounds = 0
     t0 = time.perf_counter()
     try:
-        for _ in range(cfg.max_rounds):
+        while rounds < cfg.max_rounds and decision.outcome == "undecided" and decision.source != "marker_only":
             for participant in (agent, user):
                 r = await participant.next_turn(turns)
                 usage.add(r.prompt_tokens, r.completion_tokens)
+                for k in ("slips_cleaned", "slips_retried"):
+                    setattr(stats, f"role_{k}", getattr(stats, f"role_{k}") + getattr(r, k))
+                for k in ("empty_retries", "marker_only_retries", "repeats_removed", "repeat_retries", "repeats_kept"):
+                    setattr(stats, k, getattr(stats, k) + getattr(r, k))
                 stats.llm_calls += r.calls
-                stats.role_slips_cleaned += r.slips_cleaned
-                stats.role_slips_retried += r.slips_retried
-                stats.empty_retries += r.empty_retries
-                turns.append(Turn(role=participant.role, text=r.text))
-                if participant.role == "user":
-                    rounds += 1
-                    if r.marker is not None:
-                        outcome = r.marker
-            if outcome != "max_rounds":
-                break
+                if participant.role == "agent":
+                    turns.append(Turn(role="agent", text=r.text))
+                    continue
+                if not r.text:  # the customer only ever wrote an end marker: no words to store or to judge
+                    decision = Decision(outcome="undecided", round=rounds + 1, source="marker_only", marker=r.marker)
+                    break
+                rounds += 1
+                turns.append(Turn(role="user", text=r.text, marker=r.marker))
+                if decider is not None:
+                    step = await decider.decide(turns, r.marker)
+                    stats.decision_s += step.seconds
+                    stats.decision_llm_calls += step.llm_calls
+                    if step.verdict != "continue":
+                        decision = Decision(outcome=step.verdict, round=rounds, source=step.source,
+                                            evidence=step.evidence, marker=r.marker)
     except LLMUnavailable:
         raise
     except LLMError as e:
-        outcome, error = "error", str(e)
+        error = str(e)
+    outcome = ("error" if error else decision.outcome if decision.outcome != "undecided"
+               else "undecided" if decision.source == "marker_only" else "max_rounds")
     stats.wall_s = round(time.perf_counter() - t0, 3)
+    stats.decision_s = round(stats.decision_s, 3)
     return DialogueRecord(
         id=did,
         scenario=scenario.name,
@@ -119,7 +138,7 @@ async def run_dialogue(
         persona_id=persona.id,
         sample_index=sample_index,
         seed=dseed,
-        persona_prompt=render_user_prompt(persona, scenario),
+        persona_prompt=user.system_prompt,
         agent_prompt=render_agent_prompt(scenario, cfg.prompt_k),
         prompt_version=cfg.prompt_version,
         turns=turns,
@@ -128,6 +147,8 @@ async def run_dialogue(
         usage=usage,
         error=error,
         stats=stats,
+        decision=decision,
+        stance=user.stance.model_dump() if user.stance else None,
     )
 
 
@@ -162,7 +183,7 @@ def _check_resume(existing: RunManifest, cfg: SimulationConfig, scenario: Scenar
         problems.append(f"scenario {existing.scenario!r} vs {scenario.name!r}")
     if existing.scenario_sha256 != scenario.sha256:
         problems.append("the scenario file changed since the run started")
-    for key in ("group", "max_rounds", "seed", "backend", "prompt_version"):
+    for key in ("group", "max_rounds", "seed", "backend", "prompt_version", "decision", "stance_in_chat"):
         old, new = getattr(existing, key), getattr(cfg, key)
         if old != new:
             problems.append(f"{key} {old!r} vs {new!r}")
@@ -192,6 +213,13 @@ def write_stats(run_dir: Path) -> dict:
         "role_slips_retried": sum(r.stats.role_slips_retried for r in recs),
         "empty_retries": sum(r.stats.empty_retries for r in recs),
         "dialogues_with_slips": sum(1 for r in recs if r.stats.role_slips_cleaned or r.stats.role_slips_retried),
+        "marker_only_retries": sum(r.stats.marker_only_retries for r in recs),
+        "repeats_removed": sum(r.stats.repeats_removed for r in recs),
+        "repeat_retries": sum(r.stats.repeat_retries for r in recs),
+        "repeats_kept": sum(r.stats.repeats_kept for r in recs),
+        "decision_sources": dict(Counter(r.decision.source for r in recs if r.decision)),
+        "decision_llm_calls": sum(r.stats.decision_llm_calls for r in recs),
+        "decision_share_of_wall": (sum(r.stats.decision_s for r in recs) / wall) if (wall := sum(r.stats.wall_s for r in recs)) else None,
     }
     runstore.write_json_atomic(run_dir / "stats.json", stats)
     return stats
@@ -256,6 +284,8 @@ def plan_run(cfg: SimulationConfig, out_dir: str | Path, backend: LLMBackend, re
         prompt_mode=mode,
         agent_instruction=cfg.prompt_k or scenario.agent.meta_instruction,
         prompt_version=cfg.prompt_version,
+        decision=cfg.decision,
+        stance_in_chat=cfg.stance_in_chat,
         generation={
             "user": cfg.user_params.model_dump(),
             "agent": cfg.agent_params.model_dump(),

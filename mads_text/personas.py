@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from . import prompts
-from .scenario import Attribute, BooleanAttr, CategoricalAttr, NumericAttr, Scenario
+from .scenario import Attribute, BooleanAttr, CategoricalAttr, NumericAttr, Scenario, case_attr, when_holds
 
 GROUPS = ("base", "sign", "mbti", "busi")
 ZODIAC = (
@@ -102,24 +102,52 @@ def _weighted(options: dict[str, float] | None, default: tuple[str, ...], rng: n
     return default[int(rng.integers(len(default)))]
 
 
+MAX_REDRAWS = 200
+
+
+def _draw_section(scenario: Scenario, attrs: dict[str, Attribute], rng: np.random.Generator, before: dict[str, Any],
+                  labels: dict[str, str], keys: list[str], where: str) -> dict[str, Any]:
+    """Draw one section (profile or business) in order. An attribute whose value completes an excluded
+    combination is drawn again, so the attributes before it keep their priors and only the excluded pair moves;
+    redraws continue the same random stream, so the result stays a function of (seed, index)."""
+    fields: dict[str, Any] = {}
+    for key, attr in attrs.items():
+        if attr.given is not None:
+            attr = case_attr(attr, {**before, **fields}.get(attr.given.field))
+        new = {key} | ({attr.exact_as} if isinstance(attr, CategoricalAttr) and attr.exact_as else set())
+        # the exclusions this draw completes: all their fields are known once ``key`` is drawn
+        closing = [ex for ex in scenario.exclusions if set(ex.when) & new
+                   and set(ex.when) <= set(before) | set(fields) | new]
+        for _ in range(MAX_REDRAWS):
+            value, exact = _draw(attr, rng)
+            drawn = {key: value} | ({attr.exact_as: exact} if new - {key} else {})
+            every = {**before, **fields, **drawn}
+            if not any(when_holds(ex.when, every) for ex in closing):
+                break
+        else:
+            raise ValueError(f"{scenario.name}: {where} attribute '{key}' hits an exclusion in {MAX_REDRAWS} draws; "
+                             "its prior leaves (almost) nothing outside the exclusions")
+        fields.update(drawn)
+        labels[key] = _label(key, attr)
+        keys.append(key)
+        if new - {key}:
+            labels[attr.exact_as] = attr.exact_label or attr.exact_as.replace("_", " ").title()
+            keys.append(attr.exact_as)
+    return fields
+
+
 def sample_persona(scenario: Scenario, group: str, index: int, seed: int) -> Persona:
     if group not in GROUPS:
         raise ValueError(f"unknown group '{group}'; choose one of {', '.join(GROUPS)}")
-    fields: dict[str, Any] = {}
     labels: dict[str, str] = {}
     profile_keys: list[str] = []
-    demo = _rng(seed, index, _STREAM_DEMO)
-    for key, attr in scenario.user_profile.items():
-        value, exact = _draw(attr, demo)
-        fields[key] = value
-        labels[key] = _label(key, attr)
-        profile_keys.append(key)
-        if isinstance(attr, CategoricalAttr) and attr.exact_as:
-            fields[attr.exact_as] = exact
-            labels[attr.exact_as] = attr.exact_label or attr.exact_as.replace("_", " ").title()
-            profile_keys.append(attr.exact_as)
+    fields = _draw_section(scenario, scenario.user_profile, _rng(seed, index, _STREAM_DEMO), {}, labels,
+                           profile_keys, "profile")
     gender = str(fields.get("gender", ""))
     pool = NAMES.get(gender) or NAMES["Male"] + NAMES["Female"]
+    # a customer who shares a name with the agent ("Chen" and "Chen Jie") confuses who is speaking
+    taken = set(scenario.agent.name.lower().split())
+    pool = tuple(n for n in pool if n.lower() not in taken)
     fields["name"] = pool[int(_rng(seed, index, _STREAM_NAME).integers(len(pool)))]
     labels["name"] = "Name"
     profile_keys.insert(0, "name")
@@ -129,12 +157,8 @@ def sample_persona(scenario: Scenario, group: str, index: int, seed: int) -> Per
         fields["mbti"] = _weighted(scenario.signifiers.mbti, MBTI, _rng(seed, index, _STREAM_MBTI))
     business_keys: list[str] = []
     if group == "busi":
-        busi = _rng(seed, index, _STREAM_BUSI)
-        for key, attr in scenario.business_attributes.items():
-            value, _ = _draw(attr, busi)
-            fields[key] = value
-            labels[key] = _label(key, attr)
-            business_keys.append(key)
+        fields.update(_draw_section(scenario, scenario.business_attributes, _rng(seed, index, _STREAM_BUSI), fields,
+                                    labels, business_keys, "business attributes"))
     pid = f"{scenario.name}-{group}-s{seed}-p{index:04d}"
     return Persona(
         id=pid,
@@ -166,8 +190,8 @@ def render_fields(persona: Persona, keys: list[str], bullet: str = "- ") -> str:
     return "\n".join(f"{bullet}**{persona.labels[k]}**: {_fmt(persona.fields[k])}" for k in keys)
 
 
-def render_user_prompt(persona: Persona, scenario: Scenario) -> str:
-    """The User Agent system prompt of Appendix A.4."""
+def render_user_prompt(persona: Persona, scenario: Scenario, stance: str | None = None) -> str:
+    """The User Agent system prompt of Appendix A.4; ``stance`` (opt-in) adds the inner stance as a block."""
     profile = prompts.indent(render_fields(persona, persona.profile_keys), "    ").lstrip()
     business = prompts.indent(render_fields(persona, persona.business_keys), "    ").lstrip()
     text = prompts.USER_AGENT_TEMPLATE
@@ -175,6 +199,9 @@ def render_user_prompt(persona: Persona, scenario: Scenario) -> str:
         block = prompts.PERSONALITY_BLOCK
         text = text.replace(block, "")
     text = text.replace("    {business_attributes}\n", "" if not business else "    {business_attributes}\n")
+    if stance:
+        block = "  <stance>\n" + prompts.indent(stance.replace("{", "{{").replace("}", "}}"), "    ") + "\n  </stance>\n"
+        text = text.replace("</user_profile>", block + "</user_profile>", 1)
     return text.format(
         user_profile=profile,
         business_attributes=business,
@@ -204,7 +231,7 @@ def profile_prose(persona: Persona) -> str:
     return "\n".join(f"- {persona.labels[k]}: {_fmt(persona.fields[k])}" for k in keys)
 
 
-def user_transcript_header(persona: Persona, scenario: Scenario) -> str:
+def user_transcript_header(persona: Persona, scenario: Scenario, stance: str | None = None) -> str:
     personality = ""
     if persona.traits:
         personality = (
@@ -218,6 +245,7 @@ def user_transcript_header(persona: Persona, scenario: Scenario) -> str:
         user_name=persona.name,
         profile_prose=profile_prose(persona),
         personality_prose=personality,
+        stance_block=prompts.STANCE_BLOCK.format(user_name=persona.name, stance=stance) if stance else "",
         acceptance_criteria=scenario.acceptance_criteria,
     )
 
@@ -230,4 +258,5 @@ def agent_transcript_header(scenario: Scenario, user_name: str, prompt_k: str | 
         user_name=user_name,
         product_metadata=scenario.product.metadata.strip(),
         prompt_k=(prompt_k or scenario.agent.meta_instruction).strip(),
+        acceptance_criteria=scenario.acceptance_criteria,
     )

@@ -52,23 +52,30 @@ CALL_CONNECTED = "(The call has connected. Greet the customer and open the conve
 # Small models keep their roles only when they continue a transcript: a prose
 # header, then "Name: utterance" lines, ending with the next speaker's name.
 
-USER_TRANSCRIPT_HEADER = """The following is the transcript of a {medium} between {agent_name} ({company}) and {user_name}.
+USER_TRANSCRIPT_HEADER = """The following is the transcript of a {medium} between {agent_name} ({company}) and {user_name}. {agent_name} called {user_name} to sell something; {user_name} did not ask for this {medium}.
 
 About {user_name}:
 {profile_prose}
-{personality_prose}{user_name} did not expect this {medium} and has their own life, budget and doubts; {user_name} answers in one or two short, casual, spoken sentences, like a real person in a {medium}, reacts to what {agent_name} actually says, asks what they want to know, and does not have to be polite or agree. Only a concrete commitment counts as accepting ({acceptance_criteria}); being willing to listen or asking questions is not. When {user_name} decides to accept, {user_name} ends the line with [ACCEPT]. When {user_name} wants to end the {medium} without accepting, {user_name} ends the line with [WITHDRAW].
+{personality_prose}{stance_block}
+{user_name} answers in one or two short, casual, spoken sentences, like a real person in a {medium}, reacts to what {agent_name} actually says, and mentions details of their own life only when they come up, one at a time. {user_name} is the customer, never the seller: {user_name} does not explain the product or quote its terms. {user_name} brings up the objections above when they fit, does not agree to pay more than they can afford, and does not have to be polite or agree. Asking questions or saying it sounds good is not accepting: only a concrete commitment counts ({acceptance_criteria}), and then {user_name} ends the line with [ACCEPT]. Once {user_name} has decided against it or heard enough, {user_name} says so plainly, says goodbye and ends the line with [WITHDRAW].
 
 Transcript:
 """
 
-AGENT_TRANSCRIPT_HEADER = """The following is the transcript of a {medium}. {agent_name} ({company}) talks with {user_name}.
+# The customer's inner stance (mads_text.stance) as private notes in the transcript header.
+STANCE_BLOCK = """
+Where {user_name} stands before the call (private notes: they shape what {user_name} says, {user_name} never reads them out):
+{stance}
+"""
+
+AGENT_TRANSCRIPT_HEADER = """The following is the transcript of a {medium}. {agent_name} ({company}) calls {user_name}, who did not ask for the {medium}, to sell a product.
 
 Product facts {agent_name} can use:
 {product_metadata}
 
 {agent_name}'s task: {prompt_k}
 
-{user_name} has not heard of the product before. {agent_name} leads the conversation: introduces the product, asks about {user_name}'s situation, answers questions only with the facts above, handles objections, and asks for a decision or a concrete next step. {agent_name} speaks in one to three short, natural sentences per turn.
+{user_name} has not heard of the product before. {agent_name} opens by greeting {user_name} by name and saying who they are and why they are calling, then leads the conversation: introduces the product, asks about {user_name}'s situation, answers questions only with the facts above, handles objections, and asks for a decision. What counts as the customer saying yes: {acceptance_criteria}; when {user_name} sounds interested, {agent_name} proposes exactly that next step and asks for it directly (for example a day and time). {agent_name} speaks in one to three short, natural sentences per turn.
 
 Transcript:
 """

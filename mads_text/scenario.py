@@ -43,12 +43,59 @@ class Candidate(_Strict):
         return v
 
 
+class Bounds(_Strict):
+    """A numeric condition: ``min <= value <= max`` (either side may be open)."""
+
+    min: float | None = None
+    max: float | None = None
+
+    def holds(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
+
+
+# field -> allowed values (a list) or numeric bounds; every field must hold. A field the persona lacks fails.
+When = dict[str, Union[list[Any], Bounds]]
+
+
+def when_holds(when: When, fields: dict[str, Any]) -> bool:
+    for key, cond in when.items():
+        if key not in fields:
+            return False
+        value = fields[key]
+        if isinstance(cond, Bounds):
+            if not cond.holds(value):
+                return False
+        elif not any(_same(value, c) for c in cond):
+            return False
+    return True
+
+
+def _same(value: Any, cond: Any) -> bool:
+    # YAML gives true/false and numbers their own types; compare like with like, else as text
+    if isinstance(value, bool) or isinstance(cond, bool):
+        return value is cond or str(value).lower() == str(cond).lower()
+    return value == cond or str(value) == str(cond)
+
+
+class Given(_Strict):
+    """A conditional prior: the attribute's distribution depends on an attribute drawn before it.
+
+    ``cases`` maps a value of ``field`` to the parts of the attribute that change for it (``candidates`` of a
+    categorical, ``prior`` of a boolean, ``mean``/``sd``/``range`` of a numeric); other values keep the default."""
+
+    field: str
+    cases: dict[str, dict[str, Any]] = Field(min_length=1)
+
+
 class CategoricalAttr(_Strict):
     type: Literal["categorical"]
     label: str | None = None
     candidates: list[Candidate] = Field(min_length=1)
     exact_as: str | None = None
     exact_label: str | None = None
+    given: Given | None = None
 
     @model_validator(mode="after")
     def _sums_to_one(self):
@@ -68,6 +115,7 @@ class BooleanAttr(_Strict):
     label: str | None = None
     candidates: list[bool] = Field(default_factory=lambda: [True, False])
     prior: dict[str, float]
+    given: Given | None = None
 
     @model_validator(mode="after")
     def _prior_ok(self):
@@ -94,6 +142,7 @@ class NumericAttr(_Strict):
     sd: float | None = None
     integer: bool = True
     unit: str = ""
+    given: Given | None = None
 
     @model_validator(mode="after")
     def _range_ok(self):
@@ -107,6 +156,71 @@ class NumericAttr(_Strict):
 
 
 Attribute = Annotated[Union[CategoricalAttr, BooleanAttr, NumericAttr], Field(discriminator="type")]
+
+
+def case_attr(attr: Attribute, value: Any) -> Attribute:
+    """The attribute as it is drawn when its ``given`` field has ``value``."""
+    if attr.given is None:
+        return attr
+    for key, case in attr.given.cases.items():
+        if _same(value, key):
+            return type(attr).model_validate({**attr.model_dump(exclude={"given"}), **case})
+    return attr
+
+
+class Exclusion(_Strict):
+    """A combination of attribute values no persona may have; such a draw is redrawn."""
+
+    when: When = Field(min_length=2)
+    reason: str = ""
+
+
+class StanceRule(_Strict):
+    """A sentence that applies to a persona when ``when`` holds (an empty ``when`` always holds)."""
+
+    when: When = Field(default_factory=dict)
+    text: str = Field(min_length=1)
+
+
+class BudgetSource(_Strict):
+    """Where a persona's budget comes from: a numeric attribute, or a categorical one mapped to amounts."""
+
+    field: str
+    amounts: dict[str, float] | None = None
+    estimated: bool = Field(False, description="An estimate (e.g. from income), not a budget the persona stated")
+    text: str | None = Field(None, description="How to say it, with {amount}: e.g. 'has about {amount} at the bank'")
+
+
+# conditions stance rules may use besides the persona's fields
+STANCE_KEYS = ("need", "budget_fits", "cheaper_fits", "trust", "busy")
+
+
+class StanceConfig(_Strict):
+    """Inputs of the customer's inner stance (``mads_text.stance``): what the offer costs, what the persona can
+    pay, what makes them need it, their experience, and the objections they may raise."""
+
+    price: float = Field(gt=0, description="What accepting costs, in the unit of the budget")
+    price_text: str = Field(description="The price as the customer would say it, e.g. '288 RMB a month'")
+    unit: str = Field(description="Unit of price and budget, e.g. 'RMB a month'")
+    cheaper_price: float | None = Field(None, gt=0, description="A cheaper variant of the offer, if any")
+    cheaper_text: str | None = None
+    budget: list[BudgetSource] = Field(default_factory=list, description="The first source the persona has wins")
+    needs: list[StanceRule] = Field(default_factory=list, description="Reasons to need the product; each match counts")
+    no_need: str = "sees no particular reason to need this"
+    experience: list[StanceRule] = Field(default_factory=list, description="First match")
+    trust: list[StanceRule] = Field(default_factory=list, description="First match overrides the drawn trust")
+    time: list[StanceRule] = Field(default_factory=list, description="First match overrides the drawn time pressure")
+    objections: list[StanceRule] = Field(min_length=1, description="Candidates; the applicable ones are drawn from")
+
+    @model_validator(mode="after")
+    def _cheaper_pair(self):
+        if (self.cheaper_price is None) != (self.cheaper_text is None):
+            raise ValueError("cheaper_price and cheaper_text go together")
+        return self
+
+    def rules(self) -> list[tuple[str, StanceRule]]:
+        return [(f"{name}[{i}]", r) for name in ("needs", "experience", "trust", "time", "objections")
+                for i, r in enumerate(getattr(self, name))]
 
 
 class Product(_Strict):
@@ -152,6 +266,8 @@ class Scenario(_Strict):
         "agreeing to purchase, scheduling a specific time for a follow-up, or leaving contact details",
         description="What counts as [ACCEPT] for the User Agent and the judges",
     )
+    exclusions: list[Exclusion] = Field(default_factory=list, description="Attribute combinations never drawn")
+    stance: StanceConfig | None = Field(None, description="How a persona's attributes set their stance on the offer")
     source_file: str = Field("", exclude=True)
     sha256: str = Field("", exclude=True)
 
@@ -161,6 +277,47 @@ class Scenario(_Strict):
         if clash:
             raise ValueError(f"fields defined both in user_profile and business_attributes: {sorted(clash)}")
         return self
+
+    @model_validator(mode="after")
+    def _conditions_name_known_fields(self):
+        # a conditional prior may only depend on an attribute drawn before it (profile first, then business)
+        order = [*self.user_profile, *self.business_attributes]
+        for section in ("user_profile", "business_attributes"):
+            for key, attr in getattr(self, section).items():
+                if attr.given is None:
+                    continue
+                if attr.given.field not in order[: order.index(key)]:
+                    raise ValueError(f"{section}.{key}.given: '{attr.given.field}' must be an attribute defined before '{key}'")
+                if isinstance(attr, CategoricalAttr) and attr.exact_as:
+                    raise ValueError(f"{section}.{key}.given: an attribute with exact_as cannot be conditional")
+                known = {repr(c.value) for c in attr.candidates} if isinstance(attr, CategoricalAttr) else None
+                for value in attr.given.cases:
+                    try:
+                        drawn = case_attr(attr, value)
+                    except ValidationError as e:
+                        msg = "; ".join(err["msg"] for err in e.errors())
+                        raise ValueError(f"{section}.{key}.given.cases[{value!r}]: {msg}") from None
+                    if known is not None and not {repr(c.value) for c in drawn.candidates} <= known:
+                        raise ValueError(f"{section}.{key}.given.cases[{value!r}]: values outside the attribute's candidates")
+        fields = self.field_names()
+        for i, ex in enumerate(self.exclusions):
+            unknown = sorted(set(ex.when) - fields)
+            if unknown:
+                raise ValueError(f"exclusions[{i}]: unknown fields {unknown}")
+        if self.stance is not None:
+            for where, rule in self.stance.rules():
+                unknown = sorted(set(rule.when) - fields - set(STANCE_KEYS))
+                if unknown:
+                    raise ValueError(f"stance.{where}.when: unknown fields {unknown}")
+            for i, b in enumerate(self.stance.budget):
+                if b.field not in fields:
+                    raise ValueError(f"stance.budget[{i}]: unknown field '{b.field}'")
+        return self
+
+    def field_names(self) -> set[str]:
+        names = set(self.user_profile) | set(self.business_attributes)
+        names |= {a.exact_as for a in self.user_profile.values() if isinstance(a, CategoricalAttr) and a.exact_as}
+        return names
 
 
 def _format_loc(loc: tuple) -> str:

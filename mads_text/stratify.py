@@ -121,7 +121,7 @@ def persona_features(recs: list[DialogueRecord], chains: dict[str, list[str | No
     ids, rows = [], []
     for pid, rs in sorted(by_p.items()):
         n = len(rs)
-        f = [sum(r.outcome == o for r in rs) / n for o in ("accept", "withdraw", "max_rounds")]
+        f = [sum(r.outcome in o for r in rs) / n for o in (("accept",), ("withdraw",), ("max_rounds", "undecided"))]
         f.append(sum(r.rounds for r in rs) / n)
         states = [s for r in rs for s in chains.get(r.id, []) if s]
         f += [sum(STATE_GROUP.get(s) == c for s in states) / max(1, len(states)) for c in COARSE]

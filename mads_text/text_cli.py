@@ -40,6 +40,8 @@ def simulate_cmd(
     prompt: Optional[str] = typer.Option(None, help="Dialog Agent instruction/SOP replacing the scenario's meta instruction; @file reads a file."),
     prompt_version: str = typer.Option("p0", help="Label stored with every record for this instruction."),
     concurrency: Optional[int] = typer.Option(None, help="Dialogues in flight (default: the backend's parallel slots, 4 for embedded)."),
+    decision: str = typer.Option("auto", help="How calls end: auto/hybrid (cue rules checked by the LLM), rules (no LLM), off (run every call to --max-rounds)."),
+    chat_stance: bool = typer.Option(False, "--chat-stance", help="Chat mode: add the customer's inner stance to the paper's User Agent prompt (transcript mode always has it)."),
     cache: Optional[Path] = typer.Option(None, help="SQLite request cache; reruns of identical requests are free and exact."),
     retry_errors: bool = typer.Option(False, help="Redo dialogues recorded with outcome 'error'."),
     ray: Optional[str] = typer.Option(None, "--ray", help="Shard over a Ray cluster: 'auto' (running cluster), 'local' (start one here) or an address."),
@@ -60,6 +62,7 @@ def simulate_cmd(
             personas_file=str(personas_file) if personas_file else None,
             seed=seed, backend=backend, model=model, base_url=base_url, prompt_mode=prompt_mode,
             prompt_k=_read_text_arg(prompt), prompt_version=prompt_version, concurrency=concurrency,
+            decision=decision, stance_in_chat=chat_stance,
         )
     except ScenarioError as e:
         fail(str(e))
@@ -119,9 +122,56 @@ def show_cmd(
             f"\n== {r.id}  [{r.outcome}, {r.rounds} rounds]  {p.get('name')}, {p.get('gender')}, {p.get('age')} {sig}",
             bold=True,
         )
+        if r.stance:
+            st = r.stance
+            typer.echo(f"   stance: {st.get('leaning')}; need {st.get('need')}; budget {st.get('budget')} vs price "
+                       f"{st.get('price')}; objections: {' | '.join(st.get('objections', []))}")
         for t in r.turns:
             who = agent_name if t.role == "agent" else p.get("name", "User")
-            typer.echo(f"{who}: {t.text}")
+            typer.echo(f"{who}: {t.text}" + (f"   [{t.marker.upper()}]" if t.marker else ""))
+        if r.decision:
+            d = r.decision
+            where = f" after round {d.round}" if d.round else ""
+            typer.secho(f"-> {d.outcome}{where} ({d.source})" + (f': "{d.evidence}"' if d.evidence else ""), dim=True)
+
+
+def outcome_cmd(
+    source: Path = typer.Argument(..., help="A run folder, a folder holding dialogues.jsonl, or any .jsonl of dialogue records."),
+    out: Path = typer.Option(..., help="JSON Lines output, one line per dialogue; a rerun skips ids already there."),
+    decision: str = typer.Option("hybrid", help="hybrid (cue rules checked by the LLM) or rules (no LLM)."),
+    scenario: Optional[str] = typer.Option(None, help="Scenario (name or YAML) for every dialogue; default: each record's own, else generic acceptance criteria."),
+    backend: str = typer.Option("embedded", help=f"LLM backend of the check: {', '.join(BACKENDS)}."),
+    model: Optional[str] = typer.Option(None, help="Model of the check (embedded default: qwen1.5b)."),
+    base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint (openai backend)."),
+    concurrency: int = typer.Option(4, min=1, help="Dialogues decided at once."),
+) -> None:
+    """Decide stored dialogues again (accept / withdraw / undecided, the round, the customer's words)."""
+    from .common.runstore import RunStoreError, open_dialogues
+    from .decision import CallFrame
+    from .llm import make_backend
+    from .redecide import redecide
+    from .scenario import ScenarioError, load_scenario
+
+    if decision not in ("hybrid", "rules"):
+        fail(f"--decision must be hybrid or rules, not {decision!r}")
+    try:
+        src = open_dialogues(source)
+        frame = CallFrame.of(load_scenario(scenario)) if scenario else None
+    except (RunStoreError, ScenarioError) as e:
+        fail(str(e))
+    if out.resolve() == src.path.resolve():
+        fail(f"--out {out} is the input file; write the decisions elsewhere")
+    for n, why in src.bad_lines:
+        typer.secho(f"warning: {src.path}:{n}: skipped, {why}", fg=typer.colors.YELLOW, err=True)
+    try:
+        be = make_backend(backend, model, base_url=base_url, parallel=concurrency) if decision == "hybrid" else None
+        res = asyncio.run(redecide(src, out, be, frame, concurrency))
+    except LLMUnavailable as e:
+        fail(f"LLM backend unavailable: {e} (or use --decision rules)")
+    except (RunStoreError, LLMError) as e:
+        fail(str(e))
+    typer.echo(f"{out}: {res['decided']} dialogues decided, {res['skipped']} already there; outcomes "
+               f"{res['outcomes']}; {res['llm_calls']} LLM calls; {len(res['bad_lines'])} bad input lines")
 
 
 def scenarios_cmd(validate: Optional[Path] = typer.Option(None, help="Validate this scenario file and exit.")) -> None:
@@ -264,6 +314,7 @@ def reproduce_cmd(
 def register(app: typer.Typer, train: typer.Typer, eval_: typer.Typer) -> None:
     app.command("simulate")(simulate_cmd)
     app.command("show")(show_cmd)
+    app.command("outcome")(outcome_cmd)
     app.command("scenarios")(scenarios_cmd)
     app.command("personas")(personas_cmd)
     app.command("import-personas")(import_personas_cmd)

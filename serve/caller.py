@@ -5,8 +5,10 @@ Each caller is a persona from ``mads_text.personas`` driven by the text core's
 speech sounds like, not the agent's text), answers in its own voice (one stable
 voice per persona: gender picks the speaker, the persona id picks pitch and
 pace), waits for the agent to finish speaking before it talks, and hangs up
-after it decided ([ACCEPT]/[WITHDRAW], which it does not say aloud) and heard
-the agent's answer, or after ``max_turns`` turns.
+after the project's decision module (``mads_text.decision``, the same as in
+self-play) says its words accepted or withdrew and it heard the agent's answer,
+or after ``max_turns`` turns. A reply that stays a bare end marker is not
+spoken: the caller hangs up, and the call row says so.
 
 Results append to a JSON Lines file, one call per line; a rerun skips the
 personas already there.
@@ -26,7 +28,8 @@ import numpy as np
 
 from mads_audio.asr import WhisperASR
 from mads_text.agents import UserAgent, derive_seed
-from mads_text.common.records import Turn
+from mads_text.common.records import Decision, Turn
+from mads_text.decision import Decider
 from mads_text.llm import GenParams, LLMBackend, make_backend
 from mads_text.personas import Persona, sample_personas
 from mads_text.scenario import Scenario, load_scenario
@@ -78,6 +81,7 @@ async def simulated_call(
         persona, scenario, backend, mode=mode,
         params=GenParams(temperature=0.9, max_tokens=opts.max_tokens), seed=derive_seed(opts.seed, persona.id),
     )  # fmt: skip
+    decider = Decider(scenario, backend)
     client = NativeClient(opts.url, opts.token, caller=_caller_meta(persona, voice), realtime_factor=opts.realtime_factor)
     rec: dict[str, Any] = {"persona_id": persona.id, "persona": persona.fields, "voice": voice.model_dump(), "turns": []}
     t0 = time.time()
@@ -85,7 +89,7 @@ async def simulated_call(
         session = await client.connect()
         rec.update(call_id=session.get("call_id"), arm=session.get("arm"))
         history: list[Turn] = []
-        marker: str | None = None
+        decision: Decision | None = None
         said = 0
         latencies: list[float] = []
         while True:
@@ -104,17 +108,22 @@ async def simulated_call(
             text = heard.text if heard and heard.text else "..."
             history.append(Turn(role="agent", text=text))
             rec["turns"].append({"role": "agent", "heard": text, "sent_text": turn.text, "turn": turn.turn})
-            if marker or said >= opts.max_turns:
+            if decision is not None or said >= opts.max_turns:
                 break
             reply = await agent.next_turn(history)
-            say = reply.text.strip() or "Sorry, what was that?"
-            marker = reply.marker
-            audio = await asyncio.to_thread(tts.synthesize, say, voice)
+            if not reply.text:  # only ever a bare end marker: nothing to say, so the caller hangs up
+                decision = Decision(outcome="undecided", round=said + 1, source="marker_only", marker=reply.marker)
+                break
+            audio = await asyncio.to_thread(tts.synthesize, reply.text, voice)
             client.say(np.concatenate([audio, np.zeros(1600, dtype=np.float32)]))
-            history.append(Turn(role="user", text=say))
-            rec["turns"].append({"role": "user", "text": say, "marker": marker})
+            history.append(Turn(role="user", text=reply.text, marker=reply.marker))
+            rec["turns"].append({"role": "user", "text": reply.text, "marker": reply.marker})
             said += 1
-        rec["marker"] = marker
+            step = await decider.decide(history, reply.marker)
+            if step.verdict != "continue":  # hear the agent's answer, then hang up
+                decision = Decision(outcome=step.verdict, round=said, source=step.source, evidence=step.evidence,
+                                    marker=reply.marker)
+        rec["decision"] = (decision or Decision(outcome="undecided", source="max_turns")).model_dump()
         rec["client_latency_ms"] = latencies
         if not client.closed.is_set():
             await client.hangup()
@@ -194,13 +203,14 @@ async def run_callers(opts: CallerOptions) -> tuple[str, dict[str, Any] | None]:
         results.append(rec)
         if opts.out:
             await asyncio.to_thread(_append_line, opts.out, json.dumps(rec, default=str))
-        status = rec.get("error") or f"{rec.get('arm')} arm, {sum(t['role'] == 'user' for t in rec['turns'])} turns, marker {rec.get('marker')}"
+        decided = (rec.get("decision") or {}).get("outcome")
+        status = rec.get("error") or f"{rec.get('arm')} arm, {sum(t['role'] == 'user' for t in rec['turns'])} turns, decision {decided}"
         print(f"[{len(results)}/{len(todo)}] {p.id}: {status} ({rec['wall_s']} s)", flush=True)
 
     await asyncio.gather(*(one(p) for p in todo))
     errors = [r for r in results if r.get("error")]
     lat = [x for r in results for x in r.get("client_latency_ms", [])]
-    decisions = {str(m): sum(r.get("marker") == m for r in results) for m in ("accept", "withdraw", None)}
+    decisions = {m: sum((r.get("decision") or {}).get("outcome") == m for r in results) for m in ("accept", "withdraw", "undecided")}
     summary = f"{len(results)} calls placed ({len(done)} already in {opts.out}), {len(errors)} failed; caller decisions {decisions}"
     if lat:
         summary += f"; caller-side response latency p50 {np.percentile(lat, 50):.0f} ms, p95 {np.percentile(lat, 95):.0f} ms"

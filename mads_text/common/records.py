@@ -14,15 +14,30 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 RECORD_VERSION = 1
 
 Role = Literal["agent", "user"]
-# "unknown": the record did not say (a dialogue file from elsewhere); never written by `mads simulate`
-Outcome = Literal["accept", "withdraw", "max_rounds", "error", "unknown"]
+# "max_rounds": no decision before the round cap; "undecided": the customer ended the call with a bare end
+# marker and no words to judge; "unknown": the record did not say (a dialogue file from elsewhere)
+Outcome = Literal["accept", "withdraw", "max_rounds", "undecided", "error", "unknown"]
 
 
 class Turn(BaseModel):
+    """One utterance as the model wrote it. ``marker`` keeps an end marker ([ACCEPT]/[WITHDRAW]) that was
+    stripped from a customer's words: an input to the decision, never part of what was said."""
+
     model_config = ConfigDict(extra="allow")
 
     role: Role
     text: str
+    marker: Literal["accept", "withdraw"] | None = Field(None, exclude_if=lambda v: v is None)
+
+
+class Decision(BaseModel):
+    """How a call ended: the decision made after a customer turn, quoting the customer's own words."""
+
+    outcome: Literal["accept", "withdraw", "undecided"]
+    round: int | None = Field(None, description="The customer round (1-based) it was made after; None if undecided")
+    source: str = Field(description="What decided: rules, llm, marker, max_rounds, marker_only, ...")
+    evidence: str = Field("", description="The customer's words that carry the decision, verbatim")
+    marker: Literal["accept", "withdraw"] | None = Field(None, description="The end marker the model wrote, if any")
 
 
 class Usage(BaseModel):
@@ -35,13 +50,19 @@ class Usage(BaseModel):
 
 
 class DialogueStats(BaseModel):
-    """Per-dialogue guard counters (role slips of small models and the like)."""
+    """Per-dialogue guard counters (role slips of small models and the like) and where the time went."""
 
     role_slips_cleaned: int = 0
     role_slips_retried: int = 0
     empty_retries: int = 0
+    marker_only_retries: int = 0  # customer replies that were a bare end marker, sampled again
+    repeats_removed: int = 0  # agent sentences dropped because the agent had already said them
+    repeat_retries: int = 0  # agent replies sampled again because nothing new was left
+    repeats_kept: int = 0  # repeated agent sentences kept because every sample was only repeats
     llm_calls: int = 0
+    decision_llm_calls: int = 0
     wall_s: float = 0.0
+    decision_s: float = 0.0  # time spent deciding after customer turns
 
 
 class DialogueRecord(BaseModel):
@@ -68,6 +89,8 @@ class DialogueRecord(BaseModel):
     prompt_version: str = ""
     error: str | None = None
     stats: DialogueStats = Field(default_factory=DialogueStats)
+    decision: Decision | None = None
+    stance: dict[str, Any] | None = Field(None, description="The customer's inner stance (mads_text.stance)")
     version: int = RECORD_VERSION
 
     @model_validator(mode="before")
@@ -112,3 +135,5 @@ class RunManifest(BaseModel):
     git_revision: str | None = None
     expected_dialogues: int = 0
     personas_file: str | None = None
+    decision: str = "markers"  # runs written before the decision module ended calls on the end markers
+    stance_in_chat: bool = False

@@ -62,7 +62,7 @@ class RoundLabel(BaseModel):
     state: str | None = Field(None, description="One of the 16 states, None when it could not be obtained")
     coarse: str | None = None
     evidence: str = ""
-    source: str = Field("", description="What produced the label: llm, embedded, human, human+embedded, carried")
+    source: str = Field("", description="What produced the label: llm, embedded, human, human+embedded, no attitude")
 
 
 class SentenceStrategy(BaseModel):

@@ -33,7 +33,7 @@ def test_clean_reply_prefixes_and_slips():
     assert clean_reply("Li Wei: Our plan is great!", **kw).retry == "spoke as the other speaker"
     assert clean_reply("User: hmm ok", **kw).text == "hmm ok"
     assert clean_reply("   ", **kw).retry == "empty"
-    assert clean_reply("[ACCEPT]", **kw).retry == "empty"  # words are requested again
+    assert clean_reply("[ACCEPT]", **kw).retry == "marker only"  # words are requested again
     echo = clean_reply("Hello?", own_name="Fang", other_name="Li Wei", other_last="Hello?")
     assert echo.retry is None  # short lines may legitimately repeat
     echo = clean_reply("Would you like to buy our critical illness plan today?", own_name="Fang", other_name="Li Wei",
@@ -57,14 +57,36 @@ def test_user_agent_retries_a_slip_then_strips_marker():
     # different seeds for the retry, and the transcript framing ends with the speaker's name
     (p1, a1), (p2, a2) = be.calls
     assert a1.seed != a2.seed
-    assert isinstance(p1, str) and p1.endswith("Li Wei: Hello, can you hear me?\nFang:")
+    assert isinstance(p1, str) and p1.endswith(f"Li Wei: Hello, can you hear me?\n{P.name}:")
     assert "\n" in a1.stop and "Li Wei:" in a1.stop
 
 
-def test_retries_are_bounded_and_marker_kept():
+def test_a_bare_marker_is_sampled_again_and_never_given_words():
     be = ScriptedBackend(["[WITHDRAW]", "[WITHDRAW]", "[WITHDRAW]"])
     r = run(UserAgent(P, SC, be, "transcript").next_turn([Turn(role="agent", text="Hi")]))
-    assert r.calls == 3 and r.marker == "withdraw" and r.text  # canned words for a bare marker
+    assert r.calls == 3 and r.marker == "withdraw" and r.text == "" and r.marker_only_retries == 3
+    be = ScriptedBackend(["[ACCEPT]", "Fine, send me the link. [ACCEPT]"])
+    r = run(UserAgent(P, SC, be, "transcript").next_turn([Turn(role="agent", text="Shall I send the link?")]))
+    assert (r.text, r.marker, r.marker_only_retries) == ("Fine, send me the link.", "accept", 1)
+
+
+def test_the_agent_does_not_repeat_a_sentence_it_already_said():
+    said = [Turn(role="agent", text="Our plan covers 70 major illnesses. It costs 288 RMB a month."),
+            Turn(role="user", text="Hmm.")]
+    # repeats of earlier turns and within the reply are cut; what is new stays, as written
+    be = ScriptedBackend(["Our plan covers 70 major illnesses. The waiting period is 90 days. "
+                          "The waiting period is 90 days."])
+    r = run(DialogAgent(SC, be, "transcript", user_name="Fang").next_turn(said))
+    assert r.text == "The waiting period is 90 days." and r.repeats_removed == 2 and r.calls == 1
+    # a reply with nothing new is sampled again
+    be = ScriptedBackend(["It costs 288 RMB a month.", "Would you like the 178 RMB starter plan instead?"])
+    r = run(DialogAgent(SC, be, "transcript", user_name="Fang").next_turn(said))
+    assert r.text == "Would you like the 178 RMB starter plan instead?" and r.repeat_retries == 1
+    # short acknowledgements may come back
+    be = ScriptedBackend(["Sure. It is issued the same day."])
+    r = run(DialogAgent(SC, be, "transcript", user_name="Fang").next_turn(said + [
+        Turn(role="agent", text="Sure."), Turn(role="user", text="And then?")]))
+    assert r.text == "Sure. It is issued the same day." and r.repeats_removed == 0
 
 
 def test_agent_never_ends_the_call():
@@ -93,3 +115,13 @@ def test_fixed_opening_is_used():
     be = ScriptedBackend([])
     assert run(DialogAgent(sc, be, "transcript").next_turn([])).text == "Hello, can you hear me?"
     assert be.calls == []
+
+
+def test_a_customer_repeating_a_whole_turn_is_sampled_again_hotter():
+    said = [Turn(role="agent", text="Hello Linda."), Turn(role="user", text="Hi, Li Wei. I'm Linda."),
+            Turn(role="agent", text="Our plan costs 288 a month.")]
+    be = ScriptedBackend(["Hi, Li Wei. I'm Linda.", "That's more than I can spend."])
+    r = run(UserAgent(P, SC, be, "transcript", seed=1).next_turn(said))
+    assert r.text == "That's more than I can spend." and r.repeat_retries == 1
+    (_, a1), (_, a2) = be.calls
+    assert a2.temperature > a1.temperature

@@ -303,7 +303,7 @@ def test_human_labels_on_p4g(tmp_path):
             if h is not None:
                 assert rd["coarse"] == h and rd["source"] == "human+embedded"
             else:
-                assert rd["source"] in ("carried", "human+embedded")
+                assert rd["source"] == "no attitude" and rd["state"] == "Indifference"
         assert line["strategy_labeler"] == "human"
     assert m["n_labelled"] == 6 and m["h_avg"] > 0
     assert M.h_avg(np.array(m["transition_matrix"])) == pytest.approx(m["h_avg"], abs=1e-5)

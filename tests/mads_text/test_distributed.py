@@ -41,7 +41,7 @@ def test_ray_run_matches_single_process(tmp_path, local_ray):
     for i, r in sharded.items():
         s = single[i]
         assert (r.persona, r.persona_prompt, r.agent_prompt, r.seed) == (s.persona, s.persona_prompt, s.agent_prompt, s.seed)
-        assert r.turns[0].role == "agent" and r.outcome in ("accept", "withdraw", "max_rounds")
+        assert r.turns[0].role == "agent" and r.outcome in ("accept", "withdraw", "max_rounds", "undecided")
     # a rerun has nothing left to do
     again = simulate_ray(cfg, tmp_path / "ray", address="local", workers=2)
     assert again.produced == 0 and len(read_dialogues(tmp_path / "ray")) == 8

@@ -12,6 +12,7 @@ import pytest
 
 from mads_text import metrics
 from mads_text.common.records import DialogueRecord, Turn
+from mads_text.decision import SYSTEM as DECISION_SYSTEM
 from mads_text.evaluation import IterationAnalysis, build_feedback
 from mads_text.llm.fake import ScriptedBackend
 from mads_text.optimize import OptimizeConfig, OptimizeError, Optimizer, best_row
@@ -43,7 +44,9 @@ class World:
         self.evolve_calls = 0
 
     def __call__(self, prompt, params):
-        if isinstance(prompt, list):  # the reflection prompt is the only chat request here
+        if isinstance(prompt, list) and prompt[0].content == DECISION_SYSTEM:  # the decision's check: agree
+            return '{"quote": "", "choice": "A"}'
+        if isinstance(prompt, list):  # the reflection prompt is the only other chat request here
             self.evolve_calls += 1
             if self.fail_evolution:
                 raise RuntimeError("evolution crashed")

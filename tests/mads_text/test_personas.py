@@ -135,3 +135,55 @@ def test_agent_prompt_renders_as_appendix():
     )
     sop = "Business SOP\nStep 1: Opening\n  Objective: build rapport"
     assert "<task>\n  Business SOP\n  Step 1: Opening\n    Objective: build rapport\n</task>" in render_agent_prompt(sc, sop)
+
+
+def test_conditional_priors_hold_within_each_condition():
+    sc = load_scenario("insurance")
+    ps = busi_personas()
+    ls = sc.user_profile["life_stage"]
+    for band in ("18-24", "55-60"):
+        case = ls.given.cases[band]["candidates"]
+        got = [x.fields["life_stage"] for x in ps if x.fields["age_range"] == band]
+        assert set(got) <= {c["value"] for c in case}  # no teenager for a 19-year-old
+        assert _chi2_ok(got, [c["value"] for c in case], [c["p"] for c in case]) > 0.001
+    # a numeric conditional moves the mean: budgets follow income
+    low = [x.fields["monthly_insurance_budget"] for x in ps if x.fields["income_level"] == "Below 2,500 RMB"]
+    high = [x.fields["monthly_insurance_budget"] for x in ps if x.fields["income_level"] == "15,000 RMB or more"]
+    assert np.mean(low) < 120 < 400 < np.mean(high)
+
+
+def test_exclusions_are_never_drawn_and_earlier_priors_keep():
+    sc = load_scenario("insurance")
+    ps = busi_personas()
+    assert not [x for x in ps if x.fields["age"] <= 21 and x.fields["education"] in ("Bachelor's degree", "Master's degree or above")]
+    assert not [x for x in ps if x.fields["age"] <= 23 and x.fields["occupation"] == "Manager"]
+    ar = sc.user_profile["age_range"]  # the excluded pairs redraw education, not age
+    assert _chi2_ok([x.fields["age_range"] for x in ps], [c.value for c in ar.candidates], [c.p for c in ar.candidates]) > 0.001
+
+
+def test_stance_is_deterministic_and_follows_the_persona():
+    from mads_text.stance import derive_stance, render_stance
+
+    sc = load_scenario("insurance")
+    ps = busi_personas()[:300]
+    st = [derive_stance(p, sc) for p in ps]
+    assert st == [derive_stance(p, sc) for p in ps]
+    for p, s in zip(ps, st):
+        assert s.budget == p.fields["monthly_insurance_budget"] and not s.budget_estimated
+        assert s.budget_fits == (s.budget >= 288) and 1 <= len(s.objections) <= 3
+        if not s.budget_fits:  # the persona's own reason comes first
+            assert s.objections[0] in ("288 a month is more than I can put toward insurance",
+                                       "money is tight right now, I can't take on another monthly bill")
+    assert {s.leaning for s in st} == {"open", "guarded", "resistant"}
+    text = render_stance(st[0], sc, ps[0].name)
+    assert ps[0].name in text and "Objections" in text and "288 RMB a month" in text
+    # without business attributes the budget is an estimate from income
+    s = derive_stance(sample_persona(sc, "sign", 0, seed=11), sc)
+    assert s.budget_estimated and s.budget is not None
+
+
+def test_no_customer_shares_a_name_with_the_agent():
+    for name in ("insurance", "automotive"):
+        sc = load_scenario(name)
+        taken = set(sc.agent.name.lower().split())
+        assert all(p.name.lower() not in taken for p in sample_personas(sc, "sign", 300, seed=3))

@@ -27,7 +27,7 @@ def _write_variant(tmp_path, mutate):
     data = yaml.safe_load(resolve_scenario_path("insurance").read_text())
     mutate(data)
     p = tmp_path / "bad.yaml"
-    p.write_text(yaml.safe_dump(data))
+    p.write_text(yaml.safe_dump(data, sort_keys=False))
     return p
 
 
@@ -105,3 +105,35 @@ def test_minimal_custom_scenario(tmp_path):
     """))
     sc = load_scenario(str(p))
     assert sc.name == "tiny" and sc.business_attributes == {}
+
+
+def test_conditional_priors_and_exclusions_are_validated(tmp_path):
+    def later_field(d):
+        d["user_profile"]["gender"]["given"] = {"field": "life_stage", "cases": {"Living alone": {"candidates": [{"value": "Male", "p": 1.0}]}}}
+
+    with pytest.raises(ScenarioError, match=r"gender\.given: 'life_stage' must be an attribute defined before"):
+        load_scenario(str(_write_variant(tmp_path, later_field)))
+
+    def bad_case(d):
+        d["user_profile"]["life_stage"]["given"]["cases"]["18-24"]["candidates"][0]["p"] = 0.9
+
+    with pytest.raises(ScenarioError, match=r"life_stage.*cases\['18-24'\].*sum to"):
+        load_scenario(str(_write_variant(tmp_path, bad_case)))
+
+    def unknown_value(d):
+        d["user_profile"]["life_stage"]["given"]["cases"]["18-24"]["candidates"][0]["value"] = "On the moon"
+
+    with pytest.raises(ScenarioError, match=r"values outside the attribute's candidates"):
+        load_scenario(str(_write_variant(tmp_path, unknown_value)))
+
+    def unknown_exclusion(d):
+        d["exclusions"].append({"when": {"age": {"max": 20}, "hair_colour": ["red"]}})
+
+    with pytest.raises(ScenarioError, match=r"exclusions\[2\]: unknown fields \['hair_colour'\]"):
+        load_scenario(str(_write_variant(tmp_path, unknown_exclusion)))
+
+    def unknown_stance_field(d):
+        d["stance"]["objections"].append({"when": {"shoe_size": [42]}, "text": "x"})
+
+    with pytest.raises(ScenarioError, match=r"stance\.objections\[\d+\]\.when: unknown fields \['shoe_size'\]"):
+        load_scenario(str(_write_variant(tmp_path, unknown_stance_field)))

@@ -53,9 +53,12 @@ def test_killed_run_resumes_without_loss_or_duplicates(tmp_path):
     assert man["model"] == "smollm2" and "xllamacpp" in man["packages"] and man["expected_dialogues"] == 6
     for r in recs:
         assert r.scenario == "insurance" and r.group == "busi"
-        assert r.outcome in ("accept", "withdraw", "max_rounds")
-        assert 1 <= r.rounds <= 2 and r.turns[0].role == "agent"
-        assert [t.role for t in r.turns] == ["agent", "user"] * r.rounds
+        assert r.outcome in ("accept", "withdraw", "max_rounds", "undecided")
+        assert r.rounds <= 2 and r.turns[0].role == "agent"
+        # a call ended by a bare end marker stores no customer words for that round
+        tail = ["agent"] if r.decision.source == "marker_only" else []
+        assert [t.role for t in r.turns] == ["agent", "user"] * r.rounds + tail
+        assert (r.decision.outcome == "undecided") == (r.outcome in ("max_rounds", "undecided"))
         assert all("[ACCEPT]" not in t.text and "[WITHDRAW]" not in t.text for t in r.turns)
         assert r.usage.completion_tokens > 0 and "health_status" in r.persona
         assert r.persona_prompt.startswith("<user_profile>") and r.agent_prompt.startswith("<reference_information>")

@@ -39,7 +39,10 @@ def test_two_simulated_calls_produce_an_ab_report(pipeline_server, tmp_path):
         assert r["call_id"] and r["arm"] == "pipeline"
         said = [t for t in r["turns"] if t["role"] == "user"]
         heard = [t for t in r["turns"] if t["role"] == "agent"]
-        assert len(said) == 1 and heard and heard[0]["heard"] != "..."
+        assert heard and heard[0]["heard"] != "..."
+        # one turn spoken, unless the model only ever wrote a bare end marker (then nothing is said)
+        assert len(said) == 1 or (not said and r["decision"]["source"] == "marker_only")
+        assert r["decision"]["outcome"] in ("accept", "withdraw", "undecided")
     assert recs[0]["voice"] != recs[1]["voice"]
     pipe = report["arms"]["pipeline"]
     assert pipe["calls"] >= 2 and pipe["latency_p50_ms"] > 0 and "p_value" in report

@@ -1,6 +1,6 @@
 import pytest
 
-from serve.outcome import detect_outcome, rule_outcome, turn_signal
+from serve.outcome import OutcomeDetector, detect_outcome, intention_phrase
 
 
 def U(text):
@@ -16,7 +16,8 @@ A = {"role": "agent", "text": "Would you like to sign up today? Not interested i
         ("Okay, sign me up.", "accepted"),
         ("Sure, send me the application link.", "accepted"),
         ("Alright, I'd like to buy it.", "accepted"),
-        ("That sounds fine [ACCEPT]", "accepted"),
+        ("Yes, please.", "accepted"),  # a yes to the agent's proposal
+        ("That sounds fine [ACCEPT]", "intention"),  # a marker without a commitment in words decides nothing
         ("No thanks, I'm not interested.", "withdrawn"),
         ("Please don't call me again. Bye.", "withdrawn"),
         ("I have to go [WITHDRAW]", "withdrawn"),
@@ -26,28 +27,30 @@ A = {"role": "agent", "text": "Would you like to sign up today? Not interested i
     ],
 )
 def test_single_turn(text, outcome):
-    assert rule_outcome([A, U(text)]).outcome == outcome
+    assert detect_outcome([A, U(text)]).outcome == outcome
 
 
-def test_negations_and_not_interested():
-    assert turn_signal("I don't want to buy anything").accept == []
-    assert turn_signal("I'm not interested").intention == []
-    assert rule_outcome([U("I would never sign me up for that")]).outcome == "open"
+def test_negations_hedges_and_not_interested():
+    assert intention_phrase("I'm not interested") is None
+    assert detect_outcome([U("I would never sign me up for that")]).outcome == "open"
+    assert detect_outcome([U("I don't want to buy anything right now.")]).outcome == "open"
+    assert detect_outcome([U("If it were cheaper I'd take it.")]).outcome == "open"
+    assert detect_outcome([U("I'll think about it and let you know. Bye.")]).outcome == "withdrawn"
 
 
 def test_precedence_and_intention_flag():
-    r = rule_outcome([U("How much is it?"), U("No thanks, goodbye.")])
-    assert r.outcome == "withdrawn" and r.intention and r.final
-    r = rule_outcome([U("Not now."), U("Actually, okay, sign me up.")])
-    assert r.outcome == "accepted" and r.intention
+    r = detect_outcome([U("How much is it?"), U("No thanks, goodbye.")])
+    assert r.outcome == "withdrawn" and r.intention and r.final and r.evidence == "No thanks, goodbye."
+    r = detect_outcome([U("Not now."), U("Actually, okay, sign me up.")])
+    assert r.outcome == "accepted" and r.intention and r.evidence == "Actually, okay, sign me up."
     # the agent's words never count
-    assert rule_outcome([A]).outcome == "open"
+    assert detect_outcome([A]).outcome == "open"
 
 
 def test_end_of_call_outcomes():
-    assert rule_outcome([U("Hello?")], "caller").outcome == "hung_up"
-    assert rule_outcome([U("Hello?")], "server").outcome == "no_decision"
-    assert rule_outcome([U("How much is it?")], "caller").outcome == "intention"
+    assert detect_outcome([U("Hello?")], "caller").outcome == "hung_up"
+    assert detect_outcome([U("Hello?")], "server").outcome == "no_decision"
+    assert detect_outcome([U("How much is it?")], "caller").outcome == "intention"
     assert detect_outcome([U("sign me up")], "caller").source == "rules"
 
 
@@ -63,30 +66,26 @@ class _FakeAttitude:
         return [ItemLabel(id=it.id, label=self.table.get(it.text, "neutral")) for it in items]
 
 
-def test_labeler_adds_attitude_to_the_rules():
-    from serve.outcome import OutcomeDetector
-
+def test_labeler_adds_intention_never_a_decision():
     det = OutcomeDetector("rules")
     assert det.labeler is None and det.source == "rules"
     det.labeler = _FakeAttitude({"Yes, that works for me, go ahead.": "acceptance", "Hmm, nice.": "positive",
-                                 "No thanks, goodbye.": "acceptance"})  # fmt: skip
-    # the labeler finds a conversion the phrase rules miss
-    r = det.detect([U("Hmm, nice."), U("Yes, that works for me, go ahead.")], "caller")
-    assert (r.outcome, r.intention, r.source, r.final) == ("accepted", True, "labeler", True)
-    # positive attitude is intention even without a keyword
+                                 "No thanks, goodbye.": "acceptance", "Okay.": "acceptance"})  # fmt: skip
+    # a positive attitude is intention even without a keyword
     r = det.detect([U("Hmm, nice.")], "caller")
-    assert (r.outcome, r.intention) == ("intention", True)
-    # an explicit refusal in the last turn beats a wrong acceptance label
-    r = det.detect([U("No thanks, goodbye.")], "caller")
-    assert r.outcome == "withdrawn"
-    # a failing labeler leaves the rules' answer
-    det.labeler = None
-    assert det.detect([U("sign me up")]).outcome == "accepted"
+    assert (r.outcome, r.intention, r.source) == ("intention", True, "labeler+rules")
+    # an acceptance label alone is no conversion: the caller's words must commit
+    r = det.detect([U("Okay.")], "caller")
+    assert (r.outcome, r.final) == ("intention", False)
+    ask = {"role": "agent", "text": "Shall I send you the application link now?"}
+    r = det.detect([U("Hmm, nice."), ask, U("Yes, that works for me, go ahead.")], "caller")
+    assert (r.outcome, r.source, r.final) == ("accepted", "rules", True)
+    # a refusal wins over a wrong acceptance label
+    assert det.detect([U("No thanks, goodbye.")], "caller").outcome == "withdrawn"
 
 
 def test_auto_mode_falls_back_to_rules_when_heads_are_missing(monkeypatch):
     import mads_text.labelers
-    from serve.outcome import OutcomeDetector
 
     def missing(*a, **k):
         raise FileNotFoundError("no trained heads")
@@ -100,13 +99,11 @@ def test_auto_mode_falls_back_to_rules_when_heads_are_missing(monkeypatch):
 
 
 def test_real_attitude_labeler_when_its_heads_are_installed():
-    from serve.outcome import OutcomeDetector
-
     det = OutcomeDetector("auto")
     if det.labeler is None:
         pytest.skip(f"attitude labeler not installed: {det.note}")
     agent = {"role": "agent", "text": "Hello, this is Li Wei from Anxin Insurance about our critical illness plan."}
     r = det.detect([agent, U("How much is it per month?"), U("Great, sign me up, send me the application link.")], "caller")
-    assert r.outcome == "accepted" and r.intention and r.source.startswith("labeler")
+    assert r.outcome == "accepted" and r.intention and r.evidence.startswith("Great, sign me up")
     r = det.detect([agent, U("No thanks, I'm not interested. Goodbye.")], "caller")
     assert r.outcome == "withdrawn"

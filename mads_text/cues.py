@@ -1,0 +1,189 @@
+"""Decision cues in a customer's turn, read clause by clause (English).
+
+A cue is the customer's own words: ``commit`` (I'll take it, send me the link, book me for Saturday at
+ten), ``agree`` (a plain yes to the agent's concrete proposal: "Shall I send you the link?" - "Yes,
+please"), ``defer`` (I'll think about it, call me next week), ``refuse`` (not interested, no thanks) and
+``end`` (goodbye). A commitment that is negated ("I don't want to sign up"), hedged ("if it were cheaper
+I'd take it", "maybe I'll apply") or asked about ("can I apply online?") is no commitment. Each cue holds
+the clause it was found in, so evidence is always a verbatim piece of what the customer said.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+def _rx(*pats: str) -> re.Pattern:
+    return re.compile("|".join(f"(?:{p})" for p in pats), re.IGNORECASE)
+
+
+_ACT = (r"buy|purchase|apply|sign up|signup|subscribe|book|register|enrol|enroll|go ahead|proceed|go for it|"
+        r"donate|contribute|pledge|give (?:you |them )?(?:\$?\d|a dollar|one|two|half|fifty|the full|money|a donation)|"
+        r"take (?:it|the \w+(?: \w+)?|out the \w+)|get (?:it|the \w+(?: \w+)?)|go with (?:it|the \w+(?: \w+)?)|"
+        r"start the (?:application|process|assessment|questionnaire)|do the (?:risk )?(?:assessment|questionnaire)|"
+        r"fill (?:in|out) the (?:application|form|questionnaire)|schedule (?:it|one|a|the)|come (?:in|by|over)")
+COMMIT = _rx(
+    r"\bsign me up\b", r"\bcount me in\b", r"\bwhere do i sign\b", r"\bput me down (?:for|on)\b",
+    r"\bi'?ll take (?:it|one|that|this|the [\w-]+(?: [\w-]+)?)\b", r"\bi will take (?:it|one|that|this|the)\b",
+    r"\blet'?s (?:do it|do that|do this|go ahead|go with|proceed|book|schedule|set (?:it|that|one) up|sign)\b",
+    r"\bgo ahead (?:and|with) (?:send|book|sign|set|schedule|register|apply|enrol|subscribe|start|process|reserve)",
+    rf"\b(?:i'?ll|i will|i want to|i'?d like to|i would like to|i'?m ready to|i am ready to|i'?m going to|i'd love to|i can)"
+    rf"(?: need to| have to| go ahead and| just)? (?:{_ACT})\b",
+    r"\b(?:send|text|email|message) (?:me |over )?(?:the |that |your |a )?(?:application |sign-?up |registration |payment |purchase )?link\b",
+    r"\b(?:book|schedule|reserve) (?:me|it|a (?:slot|time|test drive|drive|visit|appointment)|the (?:test drive|appointment|drive|visit))\b",
+    r"\b(?:it'?s|that'?s) a deal\b", r"\bdeal[.!]",
+    r"\bmy (?:phone )?(?:number|email|contact)(?: details)? is\b", r"\byou can (?:reach|call|contact|text) me (?:at|on)\b",
+    r"\b(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|tomorrow|tonight|this evening)\b[^.?!]{0,40}"
+    r"\b(?:works|is fine|is good|suits me|sounds good|is perfect|it is)\b",
+    r"\bsee you (?:on|at|then|tomorrow|monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b",
+)
+# a link asked for is a link agreed to, even phrased as a question
+LINK_REQUEST = _rx(r"\b(?:can|could|would|will) you (?:please )?(?:send|text|email|give) me (?:the |that |your |a |an )?"
+                   r"(?:application |sign-?up |registration |payment )?link\b",
+                   r"\b(?:can|could|may) i (?:get|have) (?:the |that |your |a |an )?(?:application |sign-?up |registration |"
+                   r"payment )?link\b")
+PROPOSAL = _rx(
+    r"\b(?:shall|should|can|may|could) i (?:go ahead and )?(?:send|book|schedule|sign|set|put|register|arrange|get|start|"
+    r"email|text|reserve|process|pencil)\b",
+    r"\bwould you like (?:me )?to (?:send|book|schedule|sign|set|go ahead|apply|start|get|reserve|register|subscribe|"
+    r"proceed|take|try|come|do)\b",
+    r"\bdo you want (?:me )?to (?:send|book|schedule|sign|go ahead|apply|proceed|reserve|register|subscribe|start)\b",
+    r"\b(?:are you )?ready to (?:apply|sign|book|proceed|go ahead|subscribe|start|buy)\b",
+    r"\b(?:shall|can|should) we (?:book|schedule|go ahead|proceed|set|start|get|reserve|pencil)\b",
+    r"\bhow about (?:we )?(?:book|schedul|send|reserv|sign)", r"\bwhich (?:day|time|slot|date) (?:works|suits|is)\b",
+    r"\bwhat time (?:works|suits|is good)\b", r"\b(?:may|can) i have your (?:number|email|contact)\b",
+    r"\b(?:can|could|would|will) you (?:please )?(?:fill (?:in|out)|complete|do the|take the|sign|book|come (?:in|by)|"
+    r"schedule|confirm|download|open the app|start the)\b",
+    r"\blet'?s (?:book|schedule|set (?:it|that|you) up|get you|start|reserve|pencil)\b",
+    r"\bi (?:can|could|will|'?ll) (?:go ahead and )?(?:send|book|schedule|reserve|set up|arrange) (?:you|it|that|a|the)\b",
+    r"\bwould (?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|tomorrow|this week|next week)\b[^.?!]{0,30}\bwork\b",
+)
+YES = re.compile(r"^\W*(?:(?:um+|uh+|oh|well|hmm+|ah)\W+)?(?:yes|yeah|yep|yup|sure|okay|ok|alright|all right|of course|"
+                 r"absolutely|definitely|certainly|please do|go ahead|sounds good|that works|that'?s fine|fine|why not|"
+                 r"let'?s do it|perfect|great)\b", re.IGNORECASE)
+NO = re.compile(r"^\W*(?:no|nope|nah|not really)\b", re.IGNORECASE)
+DEFER = _rx(
+    r"\bthink (?:about|it over|on|this over|that over)\b", r"\bsleep on it\b", r"\bmull it over\b",
+    r"\bgive it (?:some )?(?:thought|a thought)\b",
+    r"\b(?:talk|speak|discuss|check|consult)(?: it| this| that)?(?: over)? (?:with|to) (?:my|our) \w+",
+    r"\bask (?:my|our) (?:wife|husband|spouse|partner|family|kids|son|daughter|parents|boss|accountant)\b",
+    r"\b(?:call|ring|contact|phone) me (?:back|later|another time|next|tomorrow|some other time|in a)\b",
+    r"\bget back to you\b", r"\blet you know\b", r"\bnot (?:right )?now\b", r"\bnot today\b",
+    r"\bmaybe (?:later|next|some other time|another time|some day|one day)\b", r"\bsome other time\b",
+    r"\b(?:need|want) (?:some |more )?time\b", r"\bnot ready\b",
+    r"\b(?:send|email|mail|text|give) me (?:some |more |the |a |your )?(?:information|info|details|brochure|materials?|"
+    r"documents?|paperwork|terms|quote)\b",
+    r"\bi'?ll (?:consider|look into|look it up|check it out|check online|read up|do some research|research)\b",
+    r"\blet me (?:think|check|consider|look|see|sleep)\b", r"\bi'?m not sure\b", r"\bnot sure (?:yet|about)\b",
+    r"\bhave to (?:think|check|discuss|talk)\b", r"\bneed to (?:think|check|discuss|talk|consult)\b",
+)
+REFUSE = _rx(
+    r"\bnot interested\b", r"\bno,? thanks?\b", r"\bno,? thank you\b", r"\bnot for me\b", r"\bi'?ll pass\b",
+    r"\bpass on (?:it|this|that)\b",
+    r"\bi (?:don'?t|do not) (?:want|need) (?:it|this|that|any|one|insurance|a car|a new car|the \w+)\b",
+    r"\b(?:stop|quit) calling\b", r"\b(?:don'?t|do not|never) call (?:me|here|again)\b", r"\bremove (?:me|my number)\b",
+    r"\btake me off\b", r"\bleave me alone\b", r"\bwaste of (?:my )?time\b",
+    r"\bi'?m not (?:buying|going to (?:buy|sign|do|take|apply|book)|signing|doing (?:it|this|that)|taking (?:it|this))\b",
+    r"\bi (?:won'?t|will not) (?:buy|sign|do|take|apply|book|commit|be buying)\b",
+    r"\b(?:i'?ve|i have) decided (?:not to|against)\b", r"\bi'?ll have to (?:decline|say no|pass)\b",
+    r"\bi (?:decline|refuse)\b", r"\bno deal\b", r"\bnot going to happen\b", r"\bforget (?:it|about it)\b",
+    r"\bi'?ll (?:look|shop) (?:elsewhere|somewhere else|around)\b",
+    r"\b(?:can'?t|cannot|won'?t|will not) accept (?:your|the|this|that) (?:offer|proposal|invitation)\b",
+    r"\bi (?:can'?t|cannot) (?:book|buy|accept|commit to|sign up for|take|go ahead with) (?:it|this|that|a|the|your|anything)\b",
+    r"\bi'?ll (?:look for|find|go with|buy|get|stick with|keep) (?:a different|another|something else|a cheaper|my (?:own|current))\b",
+)
+# "I can't afford it" is an objection the first time; said again after the agent's answer it is a no
+SOFT_NO = _rx(
+    r"\bcan'?t afford\b", r"\bcannot afford\b", r"\btoo expensive\b", r"\btoo much (?:money|for me)\b",
+    r"\bout of my (?:budget|price range|range)\b", r"\bmore than i can (?:afford|pay|spend|put)\b",
+    r"\bdon'?t have (?:the|that kind of|enough|any) money\b", r"\bno money to spare\b", r"\bnot in (?:my|the) budget\b",
+    r"\bmoney is (?:tight|short)\b", r"\bcan'?t take on (?:another|any more|more)\b", r"\bcan'?t (?:pay|spend) (?:that|this|so) much\b",
+)
+END = _rx(
+    r"\b(?:good ?bye|bye|bye-bye)\b", r"\bhave a (?:good|nice|great|lovely) (?:day|one|evening|afternoon|night)\b",
+    r"\bhang(?:ing)? up\b", r"\bi (?:have|need|got) to go\b", r"\bgotta go\b", r"\btalk (?:to you )?(?:later|soon)\b",
+    r"\btake care\b",
+)
+NEGATION = re.compile(r"\b(?:not|don'?t|do not|doesn'?t|never|won'?t|can'?t|cannot|wouldn'?t|isn'?t|no|nor|neither)\b"
+                      r"(?:\W+\w+){0,3}\W*$", re.IGNORECASE)
+HEDGE = re.compile(r"\b(?:if|unless|maybe|might|perhaps|probably|possibly|could|whether|when|once|before|after|"
+                   r"until|only if|would have)\b", re.IGNORECASE)
+CLAUSE = re.compile(r"(?<=[.!?;])\s+|\s*(?:,|--|—)\s*(?=but\b|though\b|although\b|however\b)", re.IGNORECASE)
+
+
+def clauses(text: str) -> list[str]:
+    return [c.strip() for c in CLAUSE.split(text.replace("’", "'")) if c and c.strip()]
+
+
+def _find(rx: re.Pattern, parts: list[str], guard: bool) -> str | None:
+    """The first clause where ``rx`` matches; with ``guard`` a negated, hedged or asked match does not count."""
+    for c in parts:
+        for m in rx.finditer(c):
+            before = c[: m.start()]
+            if guard and (NEGATION.search(before) or HEDGE.search(before) or c.rstrip().endswith("?")):
+                continue
+            return c
+    return None
+
+
+@dataclass
+class Cues:
+    commit: str | None = None
+    agree: str | None = None
+    defer: str | None = None
+    refuse: str | None = None
+    end: str | None = None
+    soft_no: str | None = None  # "I can't afford it": a no when the customer says it a second time
+    proposal: bool = False  # the agent's turn before made a concrete proposal
+
+    def any(self) -> bool:
+        return any((self.commit, self.agree, self.defer, self.refuse, self.end, self.soft_no))
+
+    def blocks_accept(self) -> bool:
+        return bool(self.defer or self.refuse)
+
+
+def read_cues(customer: str, agent_before: str = "") -> Cues:
+    parts = clauses(customer)
+    cues = Cues(proposal=bool(agent_before and PROPOSAL.search(agent_before.replace("’", "'"))))
+    cues.commit = _find(COMMIT, parts, guard=True) or _find(LINK_REQUEST, parts, guard=False)
+    cues.defer = _find(DEFER, parts, guard=False)
+    cues.refuse = _find(REFUSE, parts, guard=False)
+    cues.end = _find(END, parts, guard=False)
+    cues.soft_no = _find(SOFT_NO, parts, guard=False)
+    if cues.proposal and parts:
+        first = parts[0]
+        # "Yes, please." to "Shall I send the link?" is a commitment; "Yes, but how much?" is not
+        hedged = len(parts) > 1 and re.match(r"(?:but|though|although|however)\b", parts[1], re.I)
+        if YES.search(first) and not hedged and not re.search(r"\bbut\b", first, re.I) and not first.rstrip().endswith("?"):
+            cues.agree = first
+        elif NO.search(first) and not cues.refuse:
+            cues.refuse = first
+    return cues
+
+
+def _norm(s: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"[^\w\s']", " ", s.replace("’", "'").lower())).strip()
+
+
+def find_quote(quote: str, text: str) -> str | None:
+    """``quote`` as it stands in ``text`` (case, spacing and punctuation forgiven), or None if it is not there."""
+    q = _norm(quote)
+    if len(q) < 2:
+        return None
+    words = text.split()
+    norm_words = [_norm(w) for w in words]
+    target = q.split()
+    for i in range(len(words)):
+        j, k = i, 0
+        while j < len(words) and k < len(target):
+            if not norm_words[j]:
+                j += 1
+                continue
+            if norm_words[j] != target[k]:
+                break
+            j, k = j + 1, k + 1
+        if k == len(target):
+            return " ".join(words[i:j])
+    return None

@@ -1,0 +1,210 @@
+"""The decision module: cues in the customer's words, the LLM as a check, re-deciding stored calls, self-play ends."""
+
+import asyncio
+import json
+
+import pytest
+
+from mads_text.common.records import Turn
+from mads_text.cues import find_quote, read_cues
+from mads_text.decision import CallFrame, Decider, decide_call, turns_of
+from mads_text.llm.fake import ScriptedBackend
+from mads_text.scenario import load_scenario
+
+SC = load_scenario("insurance")
+PROPOSAL = "Shall I send you the application link now?"
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+@pytest.mark.parametrize(
+    "said, agent, cue",
+    [
+        ("I'll take it and apply for the policy right now.", "", "commit"),
+        ("Great. Can I get an application link right now?", "", "commit"),
+        ("Could you send me the link, please?", "", "commit"),
+        ("Saturday at 10 works for me.", "Which day works for you?", "commit"),
+        ("Yes, please.", PROPOSAL, "agree"),
+        ("I'll think about it and let you know.", "", "defer"),
+        ("Send me some information first.", "", "defer"),
+        ("Not interested, thanks.", "", "refuse"),
+        ("No.", PROPOSAL, "refuse"),
+        ("Have a nice day.", "", "end"),
+    ],
+)
+def test_cues_found(said, agent, cue):
+    c = read_cues(said, agent)
+    assert getattr(c, cue) is not None and getattr(c, cue) in said
+
+
+@pytest.mark.parametrize(
+    "said, agent",
+    [
+        ("I don't want to sign up for anything today.", ""),  # negated
+        ("If it were cheaper I'd take it.", ""),  # hedged
+        ("Hmm, maybe I'll apply later.", ""),
+        ("Can I apply online?", ""),  # asked about, not done
+        ("Yes, but how much is it per year?", PROPOSAL),  # a yes with a but
+        ("Yes.", "It covers 70 major illnesses."),  # a yes to no proposal
+        ("Sounds interesting. Tell me more.", ""),
+    ],
+)
+def test_no_commitment(said, agent):
+    c = read_cues(said, agent)
+    assert c.commit is None and c.agree is None
+
+
+def test_quotes_are_found_verbatim():
+    assert find_quote("i'll take it", "Well, I'll take it, thanks!") == "I'll take it,"
+    assert find_quote("send me the link", "Sure. Send me the link.") == "Send me the link."
+    assert find_quote("I will buy it", "I'll think about it.") is None
+    assert find_quote("", "anything") is None
+
+
+def T(role, text, marker=None):
+    return Turn(role=role, text=text, marker=marker)
+
+
+def test_rules_walk_a_call_to_its_first_decisive_turn():
+    turns = [T("agent", "Hello, this is Li Wei."), T("user", "Hi, what is it about?"),
+             T("agent", PROPOSAL), T("user", "Yes, please, send it."), T("agent", "Done."), T("user", "No thanks, bye.")]
+    d = decide_call(turns)
+    assert (d.outcome, d.round, d.evidence) == ("accept", 2, "Yes, please, send it.")
+    d = decide_call(turns[:2])
+    assert d.outcome == "undecided" and d.round is None
+    # a goodbye after a postponement ends the call without a sale
+    d = decide_call([T("agent", "Any questions?"), T("user", "I'll think about it. Bye.")])
+    assert (d.outcome, d.evidence) == ("withdraw", "I'll think about it.")
+
+
+class Judge:
+    """A scripted LLM check: answers the multiple-choice question with a fixed choice and quote."""
+
+    def __init__(self, choice, quote=""):
+        self.answer = json.dumps({"quote": quote, "choice": choice})
+
+    def __call__(self, prompt, params):
+        assert params.json_schema is not None and isinstance(prompt, list)
+        return self.answer
+
+
+def test_the_llm_confirms_or_vetoes_but_never_decides_alone():
+    said = [T("agent", PROPOSAL), T("user", "Yes, please.")]
+    be = ScriptedBackend(Judge("A", "Yes, please."))
+    step = run(Decider(SC, be).decide(said))
+    assert (step.verdict, step.source, step.evidence, step.llm_calls) == ("accept", "rules+llm:A", "Yes, please.", 1)
+    step = run(Decider(SC, ScriptedBackend(Judge("B"))).decide(said))
+    assert step.verdict == "continue" and step.source == "llm veto:B"
+    # a goodbye in words is never vetoed: small models answer "A" far too readily
+    bye = [T("agent", "Anything else?"), T("user", "No, that's all. Goodbye.")]
+    step = run(Decider(SC, ScriptedBackend(Judge("A", "Goodbye"))).decide(bye))
+    assert (step.verdict, step.source) == ("withdraw", "rules+llm:A")
+    # no cue and no marker: no LLM call at all, whatever it would say
+    be = ScriptedBackend(Judge("A", "It covers a lot"))
+    step = run(Decider(SC, be).decide([T("agent", "Hi"), T("user", "It covers a lot, right?")]))
+    assert step.verdict == "continue" and be.calls == []
+
+
+def test_a_marker_becomes_a_decision_only_with_the_customers_words():
+    words = [T("agent", "It is 288 a month."), T("user", "Alright, put the policy in my name.")]
+    ok = run(Decider(SC, ScriptedBackend(Judge("A", "put the policy in my name"))).decide(words, "accept"))
+    assert (ok.verdict, ok.source, ok.evidence) == ("accept", "marker+llm:A", "put the policy in my name.")
+    invented = run(Decider(SC, ScriptedBackend(Judge("A", "I will buy it today"))).decide(words, "accept"))
+    assert invented.verdict == "continue"  # the quote is not in what the customer said
+    rules_only = run(Decider(SC, mode="rules").decide(words, "accept"))
+    assert rules_only.verdict == "continue"
+
+
+def test_unreadable_llm_answers_fall_back_to_the_rules():
+    be = ScriptedBackend(["not json", "{\"choice\": \"Z\"}"])
+    step = run(Decider(SC, be).decide([T("agent", PROPOSAL), T("user", "Yes, please.")]))
+    assert step.verdict == "accept" and "llm failed" in step.source and step.llm_calls == 2
+
+
+def test_markers_left_in_text_move_to_the_turn():
+    ts = turns_of([{"role": "agent", "text": "Deal? [ACCEPT]"}, {"role": "user", "text": "Sure, send the link [ACCEPT]"}])
+    assert ts[0].text == "Deal? [ACCEPT]" and ts[0].marker is None
+    assert (ts[1].text, ts[1].marker) == ("Sure, send the link", "accept")
+
+
+def test_call_frame_of_a_scenario():
+    f = CallFrame.of(SC)
+    assert f.agent == "Li Wei" and "application link" in f.criteria
+
+
+def _world(customer_lines):
+    """Scripted self-play: the agent proposes the link; the customer says the next scripted line."""
+    lines = list(customer_lines)
+
+    def reply(prompt, params):
+        if isinstance(prompt, list):  # the decision's LLM check
+            return json.dumps({"quote": "", "choice": "A"})
+        if prompt == "Hi":  # the backend's reachability check
+            return "ok"
+        if prompt.rstrip().endswith("Li Wei:"):
+            return "Shall I send you the application link now?"
+        return lines.pop(0)
+
+    return reply
+
+
+def _simulate(tmp_path, customer_lines, **cfg):
+    from mads_text.common.runstore import read_dialogues
+    from mads_text.orchestrator import SimulationConfig, simulate
+
+    c = SimulationConfig(scenario="insurance", group="busi", personas=1, per_persona=1, max_rounds=4, seed=1, **cfg)
+    asyncio.run(simulate(c, tmp_path, backend=ScriptedBackend(_world(customer_lines)), progress=False))
+    (rec,) = read_dialogues(tmp_path)
+    return rec
+
+
+def test_self_play_ends_on_the_decision_and_records_it(tmp_path):
+    rec = _simulate(tmp_path / "a", ["What does it cover?", "Hmm, okay. Yes, please. [ACCEPT]"])
+    assert rec.outcome == "accept" and rec.rounds == 2 and len(rec.turns) == 4
+    d = rec.decision
+    assert (d.outcome, d.round, d.source, d.marker) == ("accept", 2, "rules+llm:A", "accept")
+    assert d.evidence in rec.turns[-1].text and rec.turns[-1].marker == "accept"
+    assert rec.stance and rec.stance["objections"] and rec.stats.decision_llm_calls == 1
+    # a bare [ACCEPT] with no words is no sale, and no words are made up for it
+    rec = _simulate(tmp_path / "b", ["[ACCEPT]"] * 3)
+    assert rec.outcome == "undecided" and rec.decision.source == "marker_only" and rec.rounds == 0
+    assert [t.role for t in rec.turns] == ["agent"] and rec.stats.marker_only_retries == 3
+    # with the decision off every call runs to the round cap
+    rec = _simulate(tmp_path / "c", ["Yes, please."] * 4, decision="off")
+    assert rec.outcome == "max_rounds" and rec.rounds == 4 and rec.decision.source == "decision off"
+
+
+def test_mads_outcome_redecides_a_bare_file_and_reports_bad_lines(tmp_path):
+    from typer.testing import CliRunner
+
+    from mads_text import cli
+
+    cli._register_plugins()
+    good = {"id": "c1", "scenario": "insurance", "persona": {"name": "Fang"},
+            "turns": [{"role": "agent", "text": PROPOSAL}, {"role": "user", "text": "Yes, please. [ACCEPT]"}]}
+    other = {"id": "c2", "scenario": "elsewhere", "persona": {},
+             "turns": [{"role": "agent", "text": "Hello"}, {"role": "user", "text": "Not interested. Bye."}]}
+    src = tmp_path / "calls.jsonl"
+    src.write_text(json.dumps(good) + "\n{broken\n" + json.dumps(other) + "\n")
+    out = tmp_path / "out.jsonl"
+    res = CliRunner().invoke(cli.app, ["outcome", str(src), "--out", str(out), "--decision", "rules"])
+    assert res.exit_code == 0, res.output
+    assert "calls.jsonl:2: skipped" in res.output
+    lines = {x["id"]: x for x in map(json.loads, out.read_text().splitlines())}
+    assert (lines["c1"]["outcome"], lines["c1"]["round"], lines["c1"]["evidence"]) == ("accept", 1, "Yes, please.")
+    assert lines["c2"]["outcome"] == "withdraw" and lines["c2"]["recorded"] == "unknown"
+    # a rerun skips what is done; the input file is never the output
+    res = CliRunner().invoke(cli.app, ["outcome", str(src), "--out", str(out), "--decision", "rules"])
+    assert "0 dialogues decided, 2 already there" in res.output
+    res = CliRunner().invoke(cli.app, ["outcome", str(src), "--out", str(src), "--decision", "rules"])
+    assert res.exit_code == 2
+
+
+def test_a_price_objection_made_twice_is_a_refusal():
+    first = [T("agent", "It is 288 a month."), T("user", "I can't afford that.")]
+    assert decide_call(first).outcome == "undecided"  # the first time it is an objection
+    again = first + [T("agent", "The starter plan is 178."), T("user", "Still too expensive for me, sorry.")]
+    d = decide_call(again)
+    assert (d.outcome, d.round, d.evidence) == ("withdraw", 2, "Still too expensive for me, sorry.")
