@@ -4,6 +4,10 @@
 
 Sentences come from the P4G full dialogues when the folder exists (persuader sentences for the
 strategy head, persuadee sentences for the attitude head), otherwise from a built-in list repeated.
+Each sentence is a ``mads label`` item that carries the previous turn as context, so the figures
+include whatever context the heads read. The strategy head is also timed the way ``mads analyze``
+calls it: ``label_dialogues`` on whole dialogue records holding at least ``--n`` persuader sentences,
+with a fresh encoder memo (nothing carried over from the item run).
 Model loading is timed apart from labelling; the load average is printed because other processes
 on a shared machine slow every figure down.
 """
@@ -84,14 +88,17 @@ def fine_check(att) -> None:
           f"exact state end to end {both}/{n} ({both / n:.0%}, chance 6%)")
 
 
-def sentences(p4g: Path, n: int) -> tuple[list, list]:
+def sentences(p4g: Path, n: int) -> tuple[list, list, list]:
+    """(agent items, user items, the dialogue records they came from; empty without the P4G folder)."""
     from mads_text.labelers.base import LabelItem
 
-    agent, user = [], []
+    agent, user, records = [], [], []
     if (p4g / "full_dialog.csv").exists():
         from mads_text.p4g import load_p4g, turn_sentences
 
         for r in load_p4g(p4g, "full"):
+            if len(agent) < n:
+                records.append(r)
             prev = ""
             for ti, t in enumerate(r.turns):
                 for j, s in enumerate(turn_sentences(t)):
@@ -108,7 +115,7 @@ def sentences(p4g: Path, n: int) -> tuple[list, list]:
                 item = LabelItem(id=str(k), text=s, context=["Hello."], turn_index=k % 10)
                 (agent if role == "agent" else user).append(item)
                 k += 1
-    return agent[:n], user[:n]
+    return agent[:n], user[:n], records
 
 
 def main() -> None:
@@ -121,7 +128,7 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-    agent, user = sentences(args.p4g, args.n)
+    agent, user, records = sentences(args.p4g, args.n)
 
     t0 = time.perf_counter()
     from mads_text.labelers import make_labeler
@@ -138,11 +145,25 @@ def main() -> None:
     t0 = time.perf_counter()
     a_out = att.label(user)
     a_dt = time.perf_counter() - t0
+    d_n = d_dt = 0.0
+    if records:
+        from mads_text.labelers.embedded import EmbeddedStrategyLabeler
+        from mads_text.labelers.encoder import MiniLMEncoder
+
+        fresh = EmbeddedStrategyLabeler(encoder=MiniLMEncoder())  # the loaded model is reused, the memo is not
+        t0 = time.perf_counter()
+        d_out = fresh.label_dialogues(records)
+        d_dt = time.perf_counter() - t0
+        d_n = sum(len(d.sentences) for d in d_out)
     import torch
 
     print(f"load average (1 min): {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; torch threads {torch.get_num_threads()}")
     print(f"load encoder + heads + state prototypes: {load_s:.1f} s")
-    print(f"strategy: {len(s_out)} sentences in {s_dt:.2f} s = {len(s_out) / s_dt:.0f} sentences/s")
+    print(f"strategy: {len(s_out)} sentences in {s_dt:.2f} s = {len(s_out) / s_dt:.0f} sentences/s "
+          f"(items with the previous turn as context)")
+    if d_n:
+        print(f"strategy, whole dialogues: {d_n:.0f} persuader sentences of {len(records)} dialogues in {d_dt:.2f} s = "
+              f"{d_n / d_dt:.0f} sentences/s (label_dialogues, previous turns included)")
     print(f"attitude: {len(a_out)} sentences in {a_dt:.2f} s = {len(a_out) / a_dt:.0f} sentences/s "
           f"(context turn embedded too)")
     fine_check(att)

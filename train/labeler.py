@@ -9,9 +9,11 @@ Read top to bottom:
    the first ``test_frac`` of them are held out (48 of 240 with the defaults);
 4. for each task, optionally pick a recipe by grouped cross-validation on the training dialogues
    (``--search``), fit a multinomial logistic regression (scikit-learn, lbfgs) on the training
-   dialogues, export it to numpy arrays and score the *exported* head on the held-out dialogues;
+   dialogues, export it to numpy arrays and score the *exported* head on the held-out dialogues
+   (for the strategy head also the majority class and the previous recipe, on the same sentences);
 5. refit the same recipe on all 240 dialogues (or keep the training-split fit with ``--final train``)
-   and write ``strategy.npz/json`` and ``attitude.npz/json`` plus ``labeler_metrics.json``.
+   and write ``strategy.npz/json`` and ``attitude.npz/json`` plus ``labeler_metrics.json`` (``--task``
+   retrains one head and keeps the other's entry in the metrics file).
 
 Tasks: persuader sentences → ten strategies + ``non-strategy``; persuadee sentences →
 ``negative | neutral | positive | acceptance | none`` (``none``: acts that carry no attitude).
@@ -36,10 +38,12 @@ from mads_text.common.records import DialogueRecord
 from mads_text.labelers.base import record_sentences
 from mads_text.labelers.embedded import EmbeddedAttitudeLabeler, record_inputs
 from mads_text.labelers.encoder import DIM, LAST_LAYER, N_LAYERS, MiniLMEncoder, texts_digest
-from mads_text.labelers.features import FeatureSpec, NgramVectorizer, SentenceInput, dense_features
+from mads_text.labelers.features import FeatureSpec, NgramVectorizer, SentenceInput, context_text, dense_features
 from mads_text.labelers.heads import LinearHead
 from mads_text.p4g import ANNOTATED_DIALOG, P4GError, human_round_coarse, load_p4g, sentence_coarse, turn_labels
 from mads_text.strategies import STRATEGY_LABELS, p4g_strategy
+
+from .labeler_scores import attitude_scores, majority_baseline, scores
 
 
 @dataclass
@@ -49,7 +53,7 @@ class Recipe:
     name: str
     spec: FeatureSpec
     C: float = 0.1
-    class_weight: str | None = None
+    class_weight: str | None = None  # None, "balanced", or "sqrt-balanced" (the square root of sklearn's balanced)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "features": self.spec.model_dump(), "C": self.C, "class_weight": self.class_weight}
@@ -58,9 +62,13 @@ class Recipe:
 # The recipes kept after the search documented in docs/analysis.md; --search re-runs the comparison.
 MULTI = [3, 4, 5, 6]  # mean-pooled outputs of the top four MiniLM layers
 NG = {"ngram_max": 2, "ngram_weight": 20.0}
+# the strategy head before the previous-turn n-grams (kept to score it beside the shipped one)
+PREVIOUS_STRATEGY = Recipe("multi+pos+ngram", FeatureSpec(layers=MULTI, position=True, **NG), C=0.05)
 
 DEFAULT_RECIPES = {
-    "strategy": Recipe("multi+pos+ngram", FeatureSpec(layers=MULTI, position=True, **NG), C=0.05),
+    "strategy": Recipe("multi+pos+ngram+prevturn-ngram sqrt-balanced",
+                       FeatureSpec(layers=MULTI, position=True, prev_turn_ngrams=True, **NG), C=0.05,
+                       class_weight="sqrt-balanced"),
     "attitude": Recipe("multi+prevturn+pos+ngram", FeatureSpec(layers=MULTI, prev_turn=True, position=True, **NG), C=0.03),
 }
 
@@ -72,6 +80,9 @@ SEARCH_RECIPES = {
         Recipe("multi+prevsent+pos+ngram", FeatureSpec(layers=MULTI, prev_sentence=True, position=True, **NG), C=0.03),
         Recipe("multi+prevturn+pos+ngram", FeatureSpec(layers=MULTI, prev_turn=True, position=True, **NG), C=0.03),
         Recipe("multi+pos+ngram balanced", FeatureSpec(layers=MULTI, position=True, **NG), C=0.05, class_weight="balanced"),
+        Recipe("multi+pos+ngram+prevturn-ngram", FeatureSpec(layers=MULTI, position=True, prev_turn_ngrams=True, **NG),
+               C=0.05),
+        DEFAULT_RECIPES["strategy"],
     ],
     "attitude": [
         Recipe("emb+pos", FeatureSpec(position=True), C=0.1),
@@ -170,61 +181,53 @@ def embed_all(texts: Sequence[str], cache: Path | None, log) -> dict[str, np.nda
 # --- fitting ---------------------------------------------------------------------------------
 
 
+def class_weights(kind: str | None, labels: Sequence[str]) -> dict[str, float] | str | None:
+    """sklearn's class_weight; "sqrt-balanced" softens "balanced" (rare strategies gain recall, common ones keep it)."""
+    if kind != "sqrt-balanced":
+        return kind
+    names, counts = np.unique(np.asarray(labels), return_counts=True)
+    return {str(c): float(np.sqrt(len(labels) / (len(names) * n))) for c, n in zip(names, counts)}
+
+
 def fit_head(name: str, recipe: Recipe, data: Sentences, encode, classes: Sequence[str], seed: int) -> LinearHead:
     from scipy import sparse
     from sklearn.linear_model import LogisticRegression
 
-    dense = dense_features(recipe.spec, data.inputs, encode).astype(np.float64)
+    spec = recipe.spec
+    dense = dense_features(spec, data.inputs, encode).astype(np.float64)
     mean = dense.mean(axis=0)
     scale = dense.std(axis=0)
     scale[scale < 1e-8] = 1.0
     x = (dense - mean) / scale
-    vec = None
-    if recipe.spec.ngram_max > 0:
-        vec = NgramVectorizer.fit([i.text for i in data.inputs], recipe.spec.ngram_max, min_df=2)
-        x = sparse.hstack([sparse.csr_matrix(x), vec.transform_sparse([i.text for i in data.inputs]) * recipe.spec.ngram_weight]).tocsr()
-    clf = LogisticRegression(C=recipe.C, max_iter=3000, class_weight=recipe.class_weight, random_state=seed)
+    blocks, vec, ctx = [sparse.csr_matrix(x)], None, None
+    if spec.ngram_max > 0:
+        vec = NgramVectorizer.fit([i.text for i in data.inputs], spec.ngram_max, min_df=2)
+        blocks.append(vec.transform_sparse([i.text for i in data.inputs]) * spec.ngram_weight)
+    if spec.prev_turn_ngrams:  # the same text the labelers build at run time (features.context_text)
+        contexts = [context_text(i) for i in data.inputs]
+        ctx = NgramVectorizer.fit(contexts, spec.ngram_max or 1, min_df=2)
+        blocks.append(ctx.transform_sparse(contexts) * spec.ngram_weight)
+    x = sparse.hstack(blocks).tocsr() if len(blocks) > 1 else x
+    clf = LogisticRegression(C=recipe.C, max_iter=3000, class_weight=class_weights(recipe.class_weight, data.labels),
+                             random_state=seed)
     clf.fit(x, np.array(data.labels))
     order = [list(clf.classes_).index(c) for c in classes if c in clf.classes_]
     coef = clf.coef_[order]
     bias = clf.intercept_[order]
     d = dense.shape[1]
+    nv = len(vec.vocab) if vec is not None else 0
     w_dense = coef[:, :d].T
-    w_ngram = (coef[:, d:] * recipe.spec.ngram_weight).T if vec is not None else np.zeros((0, len(order)))
-    return LinearHead(name, [classes[i] for i in range(len(classes)) if classes[i] in clf.classes_], recipe.spec,
-                      mean, scale, w_dense, w_ngram, bias, vec, {"variant": recipe.name, "recipe": recipe.describe()})
+    w_ngram = (coef[:, d : d + nv] * spec.ngram_weight).T if vec is not None else np.zeros((0, len(order)))
+    w_ctx = (coef[:, d + nv :] * spec.ngram_weight).T if ctx is not None else None
+    return LinearHead(name, [classes[i] for i in range(len(classes)) if classes[i] in clf.classes_], spec,
+                      mean, scale, w_dense, w_ngram, bias, vec, {"variant": recipe.name, "recipe": recipe.describe()},
+                      ctx, w_ctx)
 
 
 def predict(head: LinearHead, data: Sentences, encode) -> list[str]:
-    if not data.inputs:
-        return []
-    probs = head.predict_proba(dense_features(head.spec, data.inputs, encode), [i.text for i in data.inputs])
+    """Labels from the head's own inference path (``LinearHead.predict_inputs``, as the labelers call it)."""
+    probs = head.predict_inputs(data.inputs, encode)
     return [head.classes[i] for i in probs.argmax(axis=1)]
-
-
-def scores(y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str]) -> dict[str, Any]:
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
-
-    present = [c for c in classes if c in set(y_true)]
-    per = f1_score(y_true, y_pred, labels=present, average=None, zero_division=0)
-    return {
-        "n": len(y_true),
-        "accuracy": round(float(accuracy_score(y_true, y_pred)), 4),
-        "macro_f1": round(float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)), 4),
-        "per_class_f1": {c: round(float(f), 4) for c, f in zip(present, per)},
-        "support": {c: int(sum(1 for y in y_true if y == c)) for c in present},
-        "labels": list(present),
-        "confusion": confusion_matrix(y_true, y_pred, labels=present).tolist(),
-    }
-
-
-def attitude_scores(y_true: Sequence[str], probs: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
-    """Coarse 4-way scores on attitude-bearing sentences only (argmax over the four groups, as the paper's groups)."""
-    idx = [classes.index(c) for c in COARSE]
-    keep = [i for i, y in enumerate(y_true) if y != NO_ATTITUDE]
-    yt = [y_true[i] for i in keep]
-    yp = [COARSE[int(np.argmax(probs[i, idx]))] for i in keep]
-    return scores(yt, yp, COARSE)
 
 
 def cross_validate(task: str, recipe: Recipe, data: Sentences, encode, classes, folds: int, seed: int) -> dict[str, float]:
@@ -252,14 +255,35 @@ def round_level(head_dir: Path, records: Sequence[DialogueRecord], encoder) -> d
             if human is None:
                 continue
             rl = a.rounds[k - 1]
-            if rl.source == "carried":  # the head saw no attitude in this round
+            if rl.source == "no attitude":  # the head saw no attitude in this round
                 yp.append("none")
             else:
                 yp.append(rl.coarse or "none")
             yt.append(human)
     s = scores(yt, yp, COARSE)
-    s["note"] = "rounds with a human attitude label; 'none' predictions (carried) count as errors"
+    s["note"] = "rounds with a human attitude label; rounds the head found no attitude in count as errors"
     return s
+
+
+def strategy_baselines(tr: Sentences, te: Sentences, encode, classes, seed: int) -> dict[str, Any]:
+    """The majority class and the previous strategy recipe, fitted on the same training dialogues."""
+    prev = scores(te.labels, predict(fit_head("strategy", PREVIOUS_STRATEGY, tr, encode, classes, seed), te, encode),
+                  classes)
+    return {"majority": majority_baseline(tr.labels, te.labels, classes),
+            "previous_recipe": {"name": PREVIOUS_STRATEGY.name, "accuracy": prev["accuracy"], "macro_f1": prev["macro_f1"],
+                                "per_class_f1": prev["per_class_f1"]}}
+
+
+def kept_tasks(path: Path, report: dict[str, Any]) -> dict[str, Any]:
+    """Entries of an existing metrics file for tasks not retrained now (``--task``), when data and split match,
+    so retraining one head leaves the other's figures beside its unchanged files."""
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    if old.get("data") != report["data"] or old.get("split") != report["split"]:
+        return {}
+    return {t: v for t, v in old.get("tasks", {}).items() if t not in report["tasks"]}
 
 
 def data_sha256(p4g: Path) -> str:
@@ -329,13 +353,15 @@ def train_labelers(
         head = fit_head(task, recipe, tr, encode, classes, seed)
         head.save(eval_dir)
         head = LinearHead.load(task, eval_dir)  # score the exported arrays, not the sklearn object
-        probs = head.predict_proba(dense_features(head.spec, te.inputs, encode), [x.text for x in te.inputs])
+        probs = head.predict_inputs(te.inputs, encode)
         pred = [head.classes[i] for i in probs.argmax(axis=1)]
         res: dict[str, Any] = {"recipe": recipe.describe(), "cv": cv, "train_sentences": len(tr.labels),
                                "test_sentences": len(te.labels), "fit_s": round(time.perf_counter() - t0, 1)}
         if task == "strategy":
             res["heldout"] = scores(te.labels, pred, classes)
             log(f"[strategy] held-out: accuracy {res['heldout']['accuracy']}, macro-F1 {res['heldout']['macro_f1']}")
+            res["heldout_baselines"] = strategy_baselines(tr, te, encode, classes, seed)
+            log(f"[strategy] baselines on the same sentences: {res['heldout_baselines']}")
         else:
             res["heldout_5way"] = scores(te.labels, pred, classes)
             res["heldout_coarse"] = attitude_scores(te.labels, probs, head.classes)
@@ -362,6 +388,7 @@ def train_labelers(
     for f in eval_dir.glob("*"):
         f.unlink()
     eval_dir.rmdir()
+    report["tasks"] = {**kept_tasks(out / "labeler_metrics.json", report), **report["tasks"]}
     (out / "labeler_metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
 
@@ -394,6 +421,8 @@ def labeler_cmd(
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from e
     for t, r in rep["tasks"].items():
+        if task and t != task:  # figures kept from the metrics file, not retrained now
+            continue
         if t == "strategy":
             h = r["heldout"]
             typer.echo(f"strategy: held-out accuracy {h['accuracy']:.4f}, macro-F1 {h['macro_f1']:.4f} ({h['n']} sentences)")

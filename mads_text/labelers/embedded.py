@@ -1,6 +1,8 @@
 """Embedded labelers: MiniLM sentence embeddings + the small trained heads in ``heads/``.
 
-Strategy: every Dialog Agent sentence gets one of the ten P4G strategies or ``non-strategy``.
+Strategy: every Dialog Agent sentence gets one of the ten P4G strategies or ``non-strategy``; the shipped
+head also reads the words of the previous turn (what the user just said), built by :func:`record_inputs`
+for records and :func:`item_inputs` for ``mads label`` items exactly as training builds it.
 
 Attitude, in three steps:
 
@@ -8,8 +10,8 @@ Attitude, in three steps:
    (``none``: the sentence carries no attitude, e.g. a greeting or a question about the charity);
 2. a round (one user turn) takes the coarse group with the largest summed probability over its
    attitude-bearing sentences (probabilities renormalised over the four groups). A round with no
-   attitude-bearing sentence keeps the previous round's state (the user said nothing that changes
-   it); a first round without one is ``neutral``;
+   attitude-bearing sentence is Indifference (a greeting, a bare fact: docs/labelling.md), never a copy
+   of the previous state, which would invent a self-transition;
 3. the fine state is the state of that group whose prototype is most similar (cosine) to the
    turn: a prototype is the normalised mean embedding of the state's description and its example
    utterances in :mod:`mads_text.attitude`.
@@ -43,6 +45,8 @@ from .base import (
 from .encoder import MiniLMEncoder
 from .features import SentenceInput, dense_features
 from .heads import LinearHead
+
+NO_STANCE = "Indifference"  # the state of a round that carries no attitude
 
 _ENCODERS: dict[str, MiniLMEncoder] = {}
 
@@ -94,8 +98,8 @@ class EmbeddedStrategyLabeler(StrategyLabeler):
                 "head": self.head.meta.get("variant", ""), "head_sha": self.head.meta.get("trained", {}).get("data_sha256")}
 
     def predict(self, inputs: Sequence[SentenceInput]) -> np.ndarray:
-        dense = dense_features(self.head.spec, inputs, self.encoder.encode)
-        return self.head.predict_proba(dense, [x.text for x in inputs])
+        """Class probabilities; the same call scores the held-out dialogues in ``train/labeler.py``."""
+        return self.head.predict_inputs(inputs, self.encoder.encode)
 
     def label(self, items: Sequence[LabelItem]) -> list[ItemLabel]:
         per = [item_inputs(it) if it.text.strip() else [] for it in items]
@@ -237,7 +241,6 @@ class EmbeddedAttitudeLabeler(AttitudeLabeler):
                 by_round.setdefault(k, []).append(i)
                 i += 1
             rounds: list[RoundLabel] = []
-            prev: RoundLabel | None = None
             for k in range(1, n_rounds + 1):
                 idx = by_round.get(k, [])
                 group, src = None, "embedded"
@@ -246,16 +249,13 @@ class EmbeddedAttitudeLabeler(AttitudeLabeler):
                 if coarse_override is not None and k - 1 < len(coarse_override[d]):
                     group, src = coarse_override[d][k - 1], "human+embedded"
                 if group is None:
-                    if prev is not None and prev.state is not None:
-                        rl = RoundLabel(round=k, state=prev.state, coarse=prev.coarse, source="carried")
-                        rounds.append(rl)
-                        prev = rl
-                        continue
-                    group = "neutral"
+                    # no attitude in the round: Indifference (labelling guide), never the previous state, which
+                    # would invent a self-transition; counted in metrics.json as source "no attitude"
+                    rounds.append(RoundLabel(round=k, state=NO_STANCE, coarse=STATE_GROUP[NO_STANCE], source="no attitude"))
+                    continue
                 vec = self._turn_vector(emb[idx], probs[idx]) if idx else self.prototypes()[STATES.index(GROUP_STATES[group][0])]
                 state, sim = self.fine_state(group, vec)
                 rl = RoundLabel(round=k, state=state, coarse=STATE_GROUP[state], evidence=f"sim={sim:.3f}", source=src)
                 rounds.append(rl)
-                prev = rl
             results.append(AttitudeResult(dialogue_id=r.id, rounds=rounds))
         return results

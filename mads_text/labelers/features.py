@@ -8,7 +8,10 @@ A sentence is described by up to four blocks, chosen by a :class:`FeatureSpec`:
 * ``prev_sentence``: the embedding of the preceding sentence of the same turn (zeros for the first);
 * ``position``: six numbers about where it sits (turn index, sentence index, first/last sentence, turn length);
 * ``ngrams``: sparse TF-IDF of word 1..n-grams (sublinear tf, smoothed idf, L2 norm), with our own
-  tokenizer so that the numpy inference reproduces training exactly.
+  tokenizer so that the numpy inference reproduces training exactly;
+* ``prev_turn_ngrams``: the same TF-IDF of the previous turn (the other speaker's words, joined with
+  :func:`context_text`), with its own vocabulary and weights: what the persuadee just said is the best cheap
+  cue for what the persuader answers (no encoder pass, so it costs nothing at run time).
 
 Dense blocks are standardised with the training mean and scale before the linear head.
 """
@@ -35,6 +38,7 @@ class FeatureSpec(BaseModel):
     position: bool = True
     ngram_max: int = 0
     ngram_weight: float = 1.0
+    prev_turn_ngrams: bool = False
 
     def dense_dim(self) -> int:
         return (DIM * (len(self.layers) * int(self.sentence) + int(self.prev_turn) + int(self.prev_sentence))
@@ -51,6 +55,11 @@ class SentenceInput:
     n_sentences: int = 1  # sentences in the turn
     prev_turn_sentences: tuple[str, ...] = ()  # sentences of the previous turn (other speaker)
     prev_sentence: str | None = None  # preceding sentence of the same turn
+
+
+def context_text(x: SentenceInput) -> str:
+    """The previous turn as one text: what the context n-grams of training and inference both read."""
+    return " ".join(x.prev_turn_sentences)
 
 
 def position_features(turn_index: int, sentence_index: int, n_sentences: int) -> list[float]:

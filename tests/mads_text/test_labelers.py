@@ -2,8 +2,10 @@
 and one real small-LLM run of the CoA prompt."""
 
 import asyncio
+import dataclasses
 import json
 
+import numpy as np
 import pytest
 
 from mads_text.attitude import GROUP_STATES, STATE_GROUP, STATES
@@ -174,6 +176,65 @@ def test_embedded_strategy_items(strategy_labeler):
     assert out[3].label == "donation-information"
 
 
+P4G_LIKE = [
+    ("agent", "Hello, how are you doing today?"),
+    ("user", "I'm good, thanks. How are you?"),
+    ("agent", "Have you ever heard of the charity Save the Children?"),
+    ("user", "No, I haven't. What do they do?"),
+    ("agent", "Save the Children is an international non-governmental organization that promotes children's rights "
+              "and provides relief in developing countries."),
+    ("user", "That sounds good."),
+    ("agent", "Do you have any kids of your own?"),
+    ("user", "Yes, two boys."),
+    ("agent", "I am going to donate part of my earnings from this task myself."),
+    ("user", "Nice."),
+    ("agent", "Your donation will be directly deducted from your task payment, and you can choose any amount from $0 "
+              "to all your payment."),
+    ("user", "Ok."),
+    ("agent", "Would you like to donate some of your payment to Save the Children?"),
+]
+
+
+def test_shipped_strategy_head_on_unmistakable_sentences(strategy_labeler):
+    st = strategy_labeler.label_dialogues([dialogue(P4G_LIKE)])[0]
+    assert [s.label for s in st.sentences] == [
+        NON_STRATEGY,  # a greeting
+        "source-related-inquiry",
+        "credibility-appeal",
+        "personal-related-inquiry",
+        "self-modeling",
+        "donation-information",
+        NON_STRATEGY,  # a plain donation ask: P4G's proposition-of-donation, which the ten strategies fold into non-strategy
+    ]
+    assert strategy_labeler.head.spec.prev_turn_ngrams  # the shipped head reads the persuadee's previous turn
+
+
+def test_strategy_context_is_built_alike_in_training_and_inference(strategy_labeler):
+    """The training path (train/labeler.py: task_sentences -> LinearHead.predict_inputs) and both run-time paths
+    (label_dialogues on records, label on items whose context is the previous turn) give the same probabilities."""
+    from mads_text.labelers.embedded import item_inputs, record_inputs
+    from mads_text.labelers.features import context_text
+    from train.labeler import task_sentences
+
+    rec = dialogue(P4G_LIKE)
+    head, encode = strategy_labeler.head, strategy_labeler.encoder.encode
+    train_inputs = task_sentences([rec], "strategy").inputs
+    run_inputs = [x for _, _, x in record_inputs(rec, "agent")]
+    assert train_inputs == run_inputs
+    assert [context_text(x) for x in run_inputs][:2] == ["", "I'm good, thanks. How are you?"]
+    p_train = head.predict_inputs(train_inputs, encode)
+    assert np.array_equal(p_train, strategy_labeler.predict(run_inputs))
+    # a `mads label` item carrying the previous turn as context gets the same inputs (every agent turn here is one sentence)
+    items = [LabelItem(id=str(i), text=t, context=[p for _, p in P4G_LIKE[:i]], turn_index=i)
+             for i, (r, t) in enumerate(P4G_LIKE) if r == "agent"]
+    item_in = [x for it in items for x in item_inputs(it)]
+    assert [context_text(x) for x in item_in] == [context_text(x) for x in run_inputs]
+    assert np.allclose(strategy_labeler.predict(item_in), p_train)
+    # and the context is used: the same answer after a different persuadee turn scores differently
+    other = [dataclasses.replace(x, prev_turn_sentences=("Do they work in the United States?",)) for x in run_inputs]
+    assert not np.allclose(strategy_labeler.predict(other), p_train)
+
+
 def test_embedded_attitude_items(attitude_labeler):
     items = [
         LabelItem(id="yes", text="Yes, I will donate $1 to the children.", context=["Would you like to donate?"]),
@@ -205,16 +266,17 @@ def test_embedded_dialogue_labels(attitude_labeler, strategy_labeler):
     assert set(st.strategy_set) <= set(STRATEGY_LABELS) - {NON_STRATEGY}
 
 
-def test_embedded_carries_state_through_rounds_without_attitude(attitude_labeler):
+def test_a_round_without_attitude_is_indifference_never_a_copy(attitude_labeler):
     # human coarse labels as an override: None means the round expressed no attitude
     rec = dialogue([("agent", "a"), ("user", "I would rather not."), ("agent", "b"), ("user", "What is the charity's name?"),
                     ("agent", "c"), ("user", "ok")])
     res = attitude_labeler.label_dialogues([rec], coarse_override=[["negative", None, "acceptance"]])[0]
     assert res.rounds[0].coarse == "negative"
-    assert res.rounds[1].source == "carried" and res.rounds[1].state == res.rounds[0].state
+    # no silent carry-over of the previous state: that would invent a Refusal -> Refusal self-transition
+    assert (res.rounds[1].state, res.rounds[1].source) == ("Indifference", "no attitude")
     assert res.rounds[2].coarse == "acceptance"
-    first_none = attitude_labeler.label_dialogues([rec], coarse_override=[[None, None, None]])[0]
-    assert first_none.rounds[0].coarse == "neutral"  # a first round without attitude starts neutral
+    none = attitude_labeler.label_dialogues([rec], coarse_override=[[None, None, None]])[0]
+    assert [r.state for r in none.rounds] == ["Indifference"] * 3
 
 
 def test_missing_heads_folder_is_a_clear_error(tmp_path):
