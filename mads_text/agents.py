@@ -28,6 +28,7 @@ from .stance import derive_stance, render_stance
 PromptMode = Literal["chat", "transcript"]
 
 STAGE_ONLY = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*")
+LEADING_STAGE = re.compile(r"^\s*(?:\((?!\s*\d)[^)]{1,60}\)|\*[^*]{1,60}\*)\s*")
 RETRY_HEAT = 0.2  # temperature added per retry
 MARKER_RE = re.compile(r"\[\s*(ACCEPT(?:ED)?|WITHDRAW(?:N|S)?)\s*\]", re.IGNORECASE)
 GENERIC_PREFIXES = ("assistant", "user", "agent", "customer", "salesperson", "sales agent", "consultant", "caller", "client")
@@ -132,6 +133,10 @@ def clean_reply(
         return Cleaned(text, cleaned, "marker only" if marker else "empty")
     if not STAGE_ONLY.sub("", core).strip(" .,!?-"):  # "[END]", "(hangs up)": a direction, no words spoken
         return Cleaned(text, cleaned, "empty")
+    # a direction in front of the words ("(short, casual speech) Hi") is no part of what was said: cut it
+    lead = LEADING_STAGE.match(text)
+    if lead:
+        text, cleaned = text[lead.end():], True
     if other_last and len(_norm_words(core)) >= 4 and _overlap(core, other_last) >= 0.8:
         return Cleaned(text, cleaned, "echoed the other speaker")
     for phrase in impersonation or []:

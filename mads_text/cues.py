@@ -58,6 +58,7 @@ PROPOSAL = _rx(
     r"\blet'?s (?:book|schedule|set (?:it|that|you) up|get you|start|reserve|pencil)\b",
     r"\bi (?:can|could|will|'?ll) (?:go ahead and )?(?:send|book|schedule|reserve|set up|arrange) (?:you|it|that|a|the)\b",
     r"\bwould (?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|tomorrow|this week|next week)\b[^.?!]{0,30}\bwork\b",
+    r"\bwe (?:can|could|will|'?ll) (?:go ahead and )?(?:schedule|book|set up|send|arrange|reserve|start)\b",
 )
 YES = re.compile(r"^\W*(?:(?:um+|uh+|oh|well|hmm+|ah)\W+)?(?:yes|yeah|yep|yup|sure|okay|ok|alright|all right|of course|"
                  r"absolutely|definitely|certainly|please do|go ahead|sounds good|that works|that'?s fine|fine|why not|"
@@ -90,6 +91,7 @@ REFUSE = _rx(
     r"\bi (?:decline|refuse)\b", r"\bno deal\b", r"\bnot going to happen\b", r"\bforget (?:it|about it)\b",
     r"\bi'?ll (?:look|shop) (?:elsewhere|somewhere else|around)\b",
     r"\b(?:can'?t|cannot|won'?t|will not) accept (?:your|the|this|that) (?:offer|proposal|invitation)\b",
+    r"\bi (?:don'?t|do not) think i (?:can|will|want to) (?:do|take|buy|afford|go ahead with) (?:this|it|that)\b",
     r"\bi (?:can'?t|cannot) (?:book|buy|accept|commit to|sign up for|take|go ahead with) (?:it|this|that|a|the|your|anything)\b",
     r"\bi'?ll (?:look for|find|go with|buy|get|stick with|keep) (?:a different|another|something else|a cheaper|my (?:own|current))\b",
 )
@@ -99,11 +101,13 @@ SOFT_NO = _rx(
     r"\bout of my (?:budget|price range|range)\b", r"\bmore than i can (?:afford|pay|spend|put)\b",
     r"\bdon'?t have (?:the|that kind of|enough|any) money\b", r"\bno money to spare\b", r"\bnot in (?:my|the) budget\b",
     r"\bmoney is (?:tight|short)\b", r"\bcan'?t take on (?:another|any more|more)\b", r"\bcan'?t (?:pay|spend) (?:that|this|so) much\b",
+    r"\bcan'?t (?:put|pay|spend|afford) more than\b",
 )
 END = _rx(
     r"\b(?:good ?bye|bye|bye-bye)\b", r"\bhave a (?:good|nice|great|lovely) (?:day|one|evening|afternoon|night)\b",
     r"\bhang(?:ing)? up\b", r"\bi (?:have|need|got) to go\b", r"\bgotta go\b", r"\btalk (?:to you )?(?:later|soon)\b",
-    r"\btake care\b",
+    r"\btake care\b(?! of)", r"\bend (?:the|this|our) (?:call|conversation)\b", r"\bi'?m (?:going to|gonna) hang up\b",
+    r"\b(?:can'?t|won'?t) (?:talk|do this|take (?:it|this))\b[^.?!]{0,25}\bany ?more\b",
 )
 NEGATION = re.compile(r"\b(?:not|don'?t|do not|doesn'?t|never|won'?t|can'?t|cannot|wouldn'?t|isn'?t|no|nor|neither)\b"
                       r"(?:\W+\w+){0,3}\W*$", re.IGNORECASE)

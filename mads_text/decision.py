@@ -102,12 +102,14 @@ class Step:
 
 def last_cues(turns: Sequence[Turn]) -> Cues:
     """The cues of the last turn, which must be the customer's, read against the agent's turn before it. A price
-    objection the customer already made in an earlier round and makes again is a refusal."""
+    objection the customer already made in an earlier round and makes again, asking for nothing, is a refusal
+    ("I can't afford it. Is there a cheaper plan?" still negotiates)."""
     if not turns or turns[-1].role != "user":
         raise ValueError("a decision needs a history that ends with a customer turn")
     agent_before = next((t.text for t in reversed(turns[:-1]) if t.role == "agent"), "")
     cues = read_cues(turns[-1].text, agent_before)
-    if cues.soft_no and not cues.refuse and any(SOFT_NO.search(t.text) for t in turns[:-1] if t.role == "user"):
+    if (cues.soft_no and not cues.refuse and "?" not in turns[-1].text
+            and any(SOFT_NO.search(t.text) for t in turns[:-1] if t.role == "user")):
         cues.refuse = cues.soft_no
     return cues
 

@@ -204,6 +204,8 @@ class StanceConfig(_Strict):
     unit: str = Field(description="Unit of price and budget, e.g. 'RMB a month'")
     cheaper_price: float | None = Field(None, gt=0, description="A cheaper variant of the offer, if any")
     cheaper_text: str | None = None
+    budget_weight: int = Field(2, ge=0, le=2, description="How much an offer over budget adds to the resistance (0-2): "
+                               "less where accepting commits to no payment yet, e.g. a test drive")
     budget: list[BudgetSource] = Field(default_factory=list, description="The first source the persona has wins")
     needs: list[StanceRule] = Field(default_factory=list, description="Reasons to need the product; each match counts")
     no_need: str = "sees no particular reason to need this"

@@ -99,7 +99,7 @@ def derive_stance(persona: Persona, scenario: Scenario) -> Stance | None:
     levels = list(TRUST_P)
     trust = levels[int(_rng(persona, "trust").choice(len(levels), p=list(TRUST_P.values())))]
     busy = time_rule is not None or bool(_rng(persona, "time").random() < BUSY_P)
-    resistance = ({"none": 2, "some": 1, "strong": 0}[need] + {None: 1, True: 0, False: 2}[fits]
+    resistance = ({"none": 2, "some": 1, "strong": 0}[need] + {None: 1, True: 0, False: cfg.budget_weight}[fits]
                   + {"low": 2, "medium": 1, "high": 0}[trust] + int(busy))
     leaning: Leaning = "resistant" if resistance >= 5 else ("guarded" if resistance >= 3 else "open")
     derived = {**fields, "need": need, "budget_fits": fits, "cheaper_fits": cheaper, "trust": trust, "busy": busy}

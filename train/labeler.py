@@ -11,9 +11,14 @@ Read top to bottom:
    (``--search``), fit a multinomial logistic regression (scikit-learn, lbfgs) on the training
    dialogues, export it to numpy arrays and score the *exported* head on the held-out dialogues
    (for the strategy head also the majority class and the previous recipe, on the same sentences);
-5. refit the same recipe on all 240 dialogues (or keep the training-split fit with ``--final train``)
-   and write ``strategy.npz/json`` and ``attitude.npz/json`` plus ``labeler_metrics.json`` (``--task``
-   retrains one head and keeps the other's entry in the metrics file).
+   With ``--in-domain FILE`` (hand-labelled sales calls, docs/labelling.md) the attitude head also learns the
+   customer sentences of the file's train split (each counted ``--in-domain-weight`` times, labelled with their
+   round's group) and is scored per round on its test split, beside the P4G-only head, an n-gram-only head
+   and the majority class (``train/labeler_sales.py``);
+5. refit the same recipe on all 240 dialogues (plus the in-domain train split; its test split is never
+   trained on), or keep the training-split fit with ``--final train``, and write ``strategy.npz/json`` and
+   ``attitude.npz/json`` plus ``labeler_metrics.json`` (``--task`` retrains one head and keeps the other's entry
+   in the metrics file).
 
 Tasks: persuader sentences → ten strategies + ``non-strategy``; persuadee sentences →
 ``negative | neutral | positive | acceptance | none`` (``none``: acts that carry no attitude).
@@ -25,7 +30,6 @@ import hashlib
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -38,26 +42,14 @@ from mads_text.common.records import DialogueRecord
 from mads_text.labelers.base import record_sentences
 from mads_text.labelers.embedded import EmbeddedAttitudeLabeler, record_inputs
 from mads_text.labelers.encoder import DIM, LAST_LAYER, N_LAYERS, MiniLMEncoder, texts_digest
-from mads_text.labelers.features import FeatureSpec, NgramVectorizer, SentenceInput, context_text, dense_features
+from mads_text.labelers.features import FeatureSpec
 from mads_text.labelers.heads import LinearHead
 from mads_text.p4g import ANNOTATED_DIALOG, P4GError, human_round_coarse, load_p4g, sentence_coarse, turn_labels
 from mads_text.strategies import STRATEGY_LABELS, p4g_strategy
 
+from . import labeler_sales as sales_data
+from .labeler_fit import Recipe, Sentences, cross_validate, fit_head, predict
 from .labeler_scores import attitude_scores, majority_baseline, scores
-
-
-@dataclass
-class Recipe:
-    """A feature set and the head's regularisation."""
-
-    name: str
-    spec: FeatureSpec
-    C: float = 0.1
-    class_weight: str | None = None  # None, "balanced", or "sqrt-balanced" (the square root of sklearn's balanced)
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "features": self.spec.model_dump(), "C": self.C, "class_weight": self.class_weight}
-
 
 # The recipes kept after the search documented in docs/analysis.md; --search re-runs the comparison.
 MULTI = [3, 4, 5, 6]  # mean-pooled outputs of the top four MiniLM layers
@@ -96,20 +88,6 @@ SEARCH_RECIPES = {
 
 
 ALL_LAYERS = tuple(range(N_LAYERS))
-
-
-# --- data ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Sentences:
-    dialogue: list[str] = field(default_factory=list)
-    inputs: list[SentenceInput] = field(default_factory=list)
-    labels: list[str] = field(default_factory=list)
-
-    def subset(self, mask: np.ndarray) -> Sentences:
-        idx = np.flatnonzero(mask)
-        return Sentences([self.dialogue[i] for i in idx], [self.inputs[i] for i in idx], [self.labels[i] for i in idx])
 
 
 def task_sentences(records: Sequence[DialogueRecord], task: str) -> Sentences:
@@ -178,73 +156,6 @@ def embed_all(texts: Sequence[str], cache: Path | None, log) -> dict[str, np.nda
     return {t: arr[i] for i, t in enumerate(texts)}
 
 
-# --- fitting ---------------------------------------------------------------------------------
-
-
-def class_weights(kind: str | None, labels: Sequence[str]) -> dict[str, float] | str | None:
-    """sklearn's class_weight; "sqrt-balanced" softens "balanced" (rare strategies gain recall, common ones keep it)."""
-    if kind != "sqrt-balanced":
-        return kind
-    names, counts = np.unique(np.asarray(labels), return_counts=True)
-    return {str(c): float(np.sqrt(len(labels) / (len(names) * n))) for c, n in zip(names, counts)}
-
-
-def fit_head(name: str, recipe: Recipe, data: Sentences, encode, classes: Sequence[str], seed: int) -> LinearHead:
-    from scipy import sparse
-    from sklearn.linear_model import LogisticRegression
-
-    spec = recipe.spec
-    dense = dense_features(spec, data.inputs, encode).astype(np.float64)
-    mean = dense.mean(axis=0)
-    scale = dense.std(axis=0)
-    scale[scale < 1e-8] = 1.0
-    x = (dense - mean) / scale
-    blocks, vec, ctx = [sparse.csr_matrix(x)], None, None
-    if spec.ngram_max > 0:
-        vec = NgramVectorizer.fit([i.text for i in data.inputs], spec.ngram_max, min_df=2)
-        blocks.append(vec.transform_sparse([i.text for i in data.inputs]) * spec.ngram_weight)
-    if spec.prev_turn_ngrams:  # the same text the labelers build at run time (features.context_text)
-        contexts = [context_text(i) for i in data.inputs]
-        ctx = NgramVectorizer.fit(contexts, spec.ngram_max or 1, min_df=2)
-        blocks.append(ctx.transform_sparse(contexts) * spec.ngram_weight)
-    x = sparse.hstack(blocks).tocsr() if len(blocks) > 1 else x
-    clf = LogisticRegression(C=recipe.C, max_iter=3000, class_weight=class_weights(recipe.class_weight, data.labels),
-                             random_state=seed)
-    clf.fit(x, np.array(data.labels))
-    order = [list(clf.classes_).index(c) for c in classes if c in clf.classes_]
-    coef = clf.coef_[order]
-    bias = clf.intercept_[order]
-    d = dense.shape[1]
-    nv = len(vec.vocab) if vec is not None else 0
-    w_dense = coef[:, :d].T
-    w_ngram = (coef[:, d : d + nv] * spec.ngram_weight).T if vec is not None else np.zeros((0, len(order)))
-    w_ctx = (coef[:, d + nv :] * spec.ngram_weight).T if ctx is not None else None
-    return LinearHead(name, [classes[i] for i in range(len(classes)) if classes[i] in clf.classes_], spec,
-                      mean, scale, w_dense, w_ngram, bias, vec, {"variant": recipe.name, "recipe": recipe.describe()},
-                      ctx, w_ctx)
-
-
-def predict(head: LinearHead, data: Sentences, encode) -> list[str]:
-    """Labels from the head's own inference path (``LinearHead.predict_inputs``, as the labelers call it)."""
-    probs = head.predict_inputs(data.inputs, encode)
-    return [head.classes[i] for i in probs.argmax(axis=1)]
-
-
-def cross_validate(task: str, recipe: Recipe, data: Sentences, encode, classes, folds: int, seed: int) -> dict[str, float]:
-    from sklearn.model_selection import GroupKFold
-
-    groups = np.array(data.dialogue)
-    accs, f1s = [], []
-    for tr, va in GroupKFold(folds).split(np.zeros(len(groups)), groups=groups):
-        mtr = np.zeros(len(groups), dtype=bool)
-        mtr[tr] = True
-        head = fit_head(task, recipe, data.subset(mtr), encode, classes, seed)
-        s = scores([data.labels[i] for i in va], predict(head, data.subset(~mtr), encode), classes)
-        accs.append(s["accuracy"])
-        f1s.append(s["macro_f1"])
-    return {"accuracy": round(float(np.mean(accs)), 4), "macro_f1": round(float(np.mean(f1s)), 4)}
-
-
 def round_level(head_dir: Path, records: Sequence[DialogueRecord], encoder) -> dict[str, Any]:
     """Round (user turn) coarse attitude of the embedded labeler vs the human-label aggregation."""
     lab = EmbeddedAttitudeLabeler(str(head_dir), encoder=encoder)
@@ -306,6 +217,8 @@ def train_labelers(
     final: str = "all",
     cache: str | Path | None = None,
     tasks: Sequence[str] = ("strategy", "attitude"),
+    in_domain: str | Path | None = None,
+    in_domain_weight: int = 3,
     log=print,
 ) -> dict[str, Any]:
     p4g, out = Path(p4g), Path(out)
@@ -350,7 +263,12 @@ def train_labelers(
             recipe = best
             log(f"[{task}] chosen by mean of cv accuracy and macro-F1: {recipe.name}")
         t0 = time.perf_counter()
-        head = fit_head(task, recipe, tr, encode, classes, seed)
+        extra = Sentences()
+        if task == "attitude" and in_domain:  # sales rounds of the train split, counted in_domain_weight times
+            sales = sales_data.load_sales(in_domain)
+            for did, x, y in list(sales_data.sentences(sales_data.split(sales, "train"))) * in_domain_weight:
+                extra.dialogue.append(did), extra.inputs.append(x), extra.labels.append(y)
+        head = fit_head(task, recipe, tr.plus(extra), encode, classes, seed)
         head.save(eval_dir)
         head = LinearHead.load(task, eval_dir)  # score the exported arrays, not the sklearn object
         probs = head.predict_inputs(te.inputs, encode)
@@ -367,12 +285,16 @@ def train_labelers(
             res["heldout_coarse"] = attitude_scores(te.labels, probs, head.classes)
             test_recs = [r for r in records if r.id in test_set]
             res["heldout_rounds"] = round_level(eval_dir, test_recs, encoder)
+            if in_domain:
+                res["sales_rounds"] = sales_data.sales_report(sales, eval_dir, recipe, tr, encode, encoder, classes, seed,
+                                                   in_domain, in_domain_weight)
+                log(f"[attitude] sales-call test rounds: {sales_data.brief(res['sales_rounds'])}")
             log(f"[attitude] held-out sentences (4 groups): accuracy {res['heldout_coarse']['accuracy']}, "
                 f"macro-F1 {res['heldout_coarse']['macro_f1']}; 5-way incl. none: {res['heldout_5way']['accuracy']} / "
                 f"{res['heldout_5way']['macro_f1']}; rounds: {res['heldout_rounds']['accuracy']} / "
                 f"{res['heldout_rounds']['macro_f1']}")
         if final == "all":
-            head = fit_head(task, recipe, d, encode, classes, seed)
+            head = fit_head(task, recipe, d.plus(extra), encode, classes, seed)
         head.meta.update({
             "task": task,
             "trained": {"data_sha256": report["data"]["annotated_dialog_sha256"], "split_seed": seed,
@@ -408,6 +330,9 @@ def labeler_cmd(
                               "train: keep the training-split fit (the one the held-out scores describe)."),
     cache: Optional[Path] = typer.Option(None, help="Embedding cache folder (default: the mads cache)."),
     task: Optional[str] = typer.Option(None, help="Train only this task (strategy or attitude)."),
+    in_domain: Optional[Path] = typer.Option(None, help="Hand-labelled sales calls (docs/labelling.md): the attitude head "
+                                              "also learns their train split and is scored on their test split."),
+    in_domain_weight: int = typer.Option(3, min=1, help="How many times each in-domain sentence counts in training."),
 ) -> None:
     """Train the strategy and attitude heads on the annotated P4G dialogues; prints held-out accuracy and macro-F1."""
     if task not in (None, "strategy", "attitude"):
@@ -416,6 +341,7 @@ def labeler_cmd(
     try:
         rep = train_labelers(p4g, out, seed=seed, test_frac=test_frac, search=search, folds=folds, final=final,
                              cache=cache, tasks=(task,) if task else ("strategy", "attitude"),
+                             in_domain=in_domain, in_domain_weight=in_domain_weight,
                              log=lambda s: typer.echo(s, err=True))
     except (P4GError, ValueError) as e:
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)

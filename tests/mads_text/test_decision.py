@@ -208,3 +208,5 @@ def test_a_price_objection_made_twice_is_a_refusal():
     again = first + [T("agent", "The starter plan is 178."), T("user", "Still too expensive for me, sorry.")]
     d = decide_call(again)
     assert (d.outcome, d.round, d.evidence) == ("withdraw", 2, "Still too expensive for me, sorry.")
+    asking = first + [T("agent", "It is the best we have."), T("user", "I can't afford it. Is there a starter plan?")]
+    assert decide_call(asking).outcome == "undecided"  # still negotiating
