@@ -116,8 +116,13 @@ HEDGE = re.compile(r"\b(?:if|unless|maybe|might|perhaps|probably|possibly|could|
 CLAUSE = re.compile(r"(?<=[.!?;])\s+|\s*(?:,|--|—)\s*(?=but\b|though\b|although\b|however\b)", re.IGNORECASE)
 
 
+def plain(text: str) -> str:
+    """Typographic apostrophes as plain ones, so "can’t" reads as "can't"."""
+    return text.replace("’", "'").replace("‘", "'")
+
+
 def clauses(text: str) -> list[str]:
-    return [c.strip() for c in CLAUSE.split(text.replace("’", "'")) if c and c.strip()]
+    return [c.strip() for c in CLAUSE.split(plain(text)) if c and c.strip()]
 
 
 def _find(rx: re.Pattern, parts: list[str], guard: bool) -> str | None:
@@ -148,9 +153,20 @@ class Cues:
         return bool(self.defer or self.refuse)
 
 
+# a proposal counts only when it is about the step that accepts, not "we can start with the premium"
+ACCEPT_OBJECT = re.compile(r"\b(?:link|application|apply|sign|buy|purchase|policy|plan|test[- ]drive|drive|appointment|"
+                           r"visit|book|booking|subscri\w*|assessment|questionnaire|order|contract|quote|contact|number|"
+                           r"e-?mail|slot|showroom|branch|app|account|donat\w*)\b", re.IGNORECASE)
+
+
+def proposes(agent_turn: str) -> bool:
+    """The agent's turn proposes a concrete accepting step: a proposal phrase in a sentence that names its object."""
+    return any(PROPOSAL.search(s) and ACCEPT_OBJECT.search(s) for s in clauses(agent_turn or ""))
+
+
 def read_cues(customer: str, agent_before: str = "") -> Cues:
     parts = clauses(customer)
-    cues = Cues(proposal=bool(agent_before and PROPOSAL.search(agent_before.replace("’", "'"))))
+    cues = Cues(proposal=proposes(agent_before))
     cues.commit = _find(COMMIT, parts, guard=True) or _find(LINK_REQUEST, parts, guard=False)
     cues.defer = _find(DEFER, parts, guard=False)
     cues.refuse = _find(REFUSE, parts, guard=False)

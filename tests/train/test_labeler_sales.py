@@ -1,0 +1,38 @@
+"""The hand-labelled sales calls that train and test the attitude head (docs/labelling.md)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mads_text.attitude import STATE_GROUP
+from train.labeler_sales import gold_rounds, load_sales, sentences, split
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "sales_calls_labelled.jsonl"
+
+
+def test_the_shipped_set_is_whole_and_split_by_call():
+    recs = load_sales(DATA)
+    assert len(gold_rounds(recs)) >= 400 and {r.scenario for r in recs} == {"insurance", "automotive", "finance"}
+    train, test = split(recs, "train"), split(recs, "test")
+    assert train and test and not ({r.id for r in train} & {r.id for r in test})
+    for r in recs:
+        for lab in r.labels:
+            assert STATE_GROUP[lab["state"]] == lab["coarse"] and lab["decision"] in ("continue", "accept", "withdraw")
+        # the words are what the models wrote: no end marker left in a customer's text
+        assert all("[ACCEPT]" not in t.text and "[WITHDRAW]" not in t.text for t in r.turns)
+
+
+def test_every_sentence_takes_its_rounds_group():
+    recs = load_sales(DATA)[:5]
+    rows = list(sentences(recs))
+    assert rows and all(y in ("negative", "neutral", "positive", "acceptance") for _, _, y in rows)
+
+
+def test_a_call_with_a_missing_label_is_refused(tmp_path):
+    line = json.loads(DATA.read_text().splitlines()[0])
+    line["labels"] = line["labels"][:-1]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(line) + "\n")
+    with pytest.raises(ValueError, match="labels for"):
+        load_sales(bad)
