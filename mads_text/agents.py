@@ -6,9 +6,16 @@ Two framings of the same prompts (see ``prompts.py``):
   next newline (small embedded models, which abandon their role in chat mode).
 
 Small models slip out of role: they echo speaker prefixes, answer as the
-salesperson or repeat the last line. ``clean_reply`` repairs what can be cut
-away and flags what needs a fresh sample; the agents retry such samples a
-bounded number of times and count every slip.
+salesperson, repeat the last line, write stage directions or a bare end marker,
+or say again what they already said. ``clean_reply`` and ``drop_repeats`` cut
+away what can be cut (never adding a word) and flag what needs a fresh sample;
+the agents retry such samples a bounded number of times, a little hotter each
+time, and count every case. A customer's reply that stays a bare end marker
+comes back with no words, and the orchestrator ends the call on it.
+
+In transcript mode the customer's header carries the persona's stance
+(``stance.py``), and a reminder of the next objection not yet voiced sits just
+before the customer's line, in the prompt only.
 """
 
 from __future__ import annotations
@@ -156,15 +163,20 @@ def open_objections(objections: list[str], history: list[Turn]) -> list[str]:
 
 
 def stance_note(stance, history: list[Turn], name: str) -> str:
-    """A private reminder just before the customer's line, in the prompt only (never stored or spoken): small models
-    forget the header's objections after a few turns and drift into agreeing, so the next unvoiced one is recalled,
-    and a customer who has stayed long enough against their leaning is reminded of their patience."""
+    """A private reminder just before the customer's line, in the prompt only (never stored or spoken). Small models
+    forget the header's stance after a few turns and drift into agreeing, or into endless "I understand": the next
+    unvoiced objection is recalled; a customer the stance makes persuadable (open, or guarded with the price within
+    budget) who has voiced every objection is reminded they may now say yes; any other customer who has stayed long
+    enough is reminded of their patience."""
     rounds = sum(t.role == "user" for t in history)
-    notes = []
     pending = open_objections(stance.objections, history)
+    persuadable = stance.leaning == "open" or (stance.leaning == "guarded" and stance.budget_fits)
+    notes = []
     if pending and rounds >= 1:
         notes.append(f'{name} still has this doubt: "{pending[0]}"')
-    if stance.leaning != "open" and rounds >= (3 if stance.busy else 5):
+    if persuadable and not pending and rounds >= 2:
+        notes.append(f"{name} has raised every doubt; if the answers were fair, {name} is ready to say yes to the next step")
+    elif not persuadable and rounds >= (3 if stance.busy else 5):
         notes.append(f"{name} is running out of patience")
     return f"({'; '.join(notes)}.)\n" if notes else ""
 

@@ -125,3 +125,22 @@ def test_a_customer_repeating_a_whole_turn_is_sampled_again_hotter():
     assert r.text == "That's more than I can spend." and r.repeat_retries == 1
     (_, a1), (_, a2) = be.calls
     assert a2.temperature > a1.temperature
+
+
+def test_stance_notes_follow_the_persona():
+    from mads_text.agents import stance_note
+    from mads_text.stance import Stance
+
+    base = dict(need="some", need_reasons=[], budget=300.0, budget_estimated=False, price=288.0, budget_fits=True,
+                cheaper_fits=True, experience=None, trust="medium", trust_text="", busy=False, time_text="",
+                objections=["I already have social medical insurance, isn't that enough?"], resistance=2)
+    open_, stubborn = Stance(**base, leaning="open"), Stance(**{**base, "budget_fits": False}, leaning="resistant")
+    h = [Turn(role="agent", text="Hello."), Turn(role="user", text="Hi.")]
+    assert "still has this doubt" in stance_note(open_, h, "Linda")  # the unvoiced objection is recalled
+    voiced = h + [Turn(role="agent", text="It pays cash."),
+                  Turn(role="user", text="I already have social medical insurance, isn't that enough?")]
+    assert "ready to say yes" in stance_note(open_, voiced, "Linda")
+    long = voiced + [Turn(role="agent", text="x"), Turn(role="user", text="y")] * 4
+    note = stance_note(stubborn, long, "Linda")
+    assert "running out of patience" in note and "ready to say yes" not in note
+    assert stance_note(open_, [], "Linda") == ""  # nothing before the first round

@@ -1,0 +1,62 @@
+"""What the simulated customers did: outcomes per run, and acceptance by whether the offer fits the budget.
+
+    python bench/customers.py RUN [RUN ...]
+
+For each run (a `mads simulate` folder): calls, acceptance with its Wilson interval, withdrawals, undecided calls,
+mean rounds, the decision's sources, and the share of dialogue wall time spent deciding. Over all runs together:
+acceptance of customers whose budget is under the price against those whose budget covers it (the stance's
+``budget_fits``), each with its Wilson interval and Fisher's exact test, and acceptance by leaning.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+
+from scipy.stats import fisher_exact
+
+from mads_text.common.runstore import read_dialogues
+from mads_text.metrics import wilson_interval
+
+
+def rate(k: int, n: int) -> str:
+    ci = wilson_interval(k, n)
+    return f"{k}/{n} = {100 * k / n:.0f} % [{100 * ci[0]:.0f}, {100 * ci[1]:.0f}]" if ci else "0/0"
+
+
+def main(runs: list[str]) -> None:
+    every = []
+    for run in runs:
+        recs = read_dialogues(Path(run))
+        every += recs
+        out = Counter(r.outcome for r in recs)
+        wall = sum(r.stats.wall_s for r in recs)
+        dec = sum(r.stats.decision_s for r in recs)
+        print(f"{run}: {len(recs)} calls; accept {rate(out['accept'], len(recs))}; withdraw {out['withdraw']}; "
+              f"undecided {out['max_rounds'] + out['undecided']}; mean rounds {sum(r.rounds for r in recs) / len(recs):.1f}; "
+              f"deciding {100 * dec / wall:.1f} % of dialogue wall time")
+        print("   decided by:", dict(Counter((r.decision.source if r.decision else "none") for r in recs)))
+    by_fit: dict[bool, list[bool]] = {True: [], False: []}
+    by_lean: dict[str, list[bool]] = {}
+    for r in every:
+        if r.stance and r.stance.get("budget_fits") is not None:
+            by_fit[r.stance["budget_fits"]].append(r.outcome == "accept")
+        if r.stance:
+            by_lean.setdefault(r.stance["leaning"], []).append(r.outcome == "accept")
+    under, over = by_fit[False], by_fit[True]
+    print(f"budget under the price: accept {rate(sum(under), len(under))}")
+    print(f"budget covers the price: accept {rate(sum(over), len(over))}")
+    if under and over:
+        _, p = fisher_exact([[sum(under), len(under) - sum(under)], [sum(over), len(over) - sum(over)]])
+        print(f"Fisher's exact test, two-sided: p = {p:.3f}")
+    for lean in ("open", "guarded", "resistant"):
+        xs = by_lean.get(lean, [])
+        if xs:
+            print(f"leaning {lean}: accept {rate(sum(xs), len(xs))}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    main(sys.argv[1:])
