@@ -1,8 +1,16 @@
 """Embedded backend: a GGUF model served in-process by llama.cpp (xllamacpp).
 
-The server's ``n_parallel`` slots decode concurrent requests in one batch, so
-dialogues in flight share the forward passes. Calls block inside C++ with the
+The server's slots decode concurrent requests in one batch, so dialogues in flight
+share the forward passes. There are ``cache_slots`` slots per request in flight: each
+slot keeps the prompt it last served, and a self-play call alternates between two
+prompts (the agent's and the customer's transcript) and the decision's question, so
+one slot each lets every turn reuse its prompt prefix instead of evaluating it again. Calls block inside C++ with the
 GIL released; we run each on a worker thread and cap them at the slot count.
+
+``speculative`` (or ``MADS_LLM_SPECULATIVE``) turns on llama.cpp's n-gram speculative decoding: tokens are drafted
+from n-grams already in the context and verified in one batch, so replies that repeat the prompt (product facts,
+the other speaker's words) decode several tokens per forward pass. It needs no second model and samples from the same
+distribution (with sampling the exact text can differ: drafts verified in a batch change the floating-point sums).
 """
 
 from __future__ import annotations
@@ -17,10 +25,11 @@ from .base import Completion, GenParams, LLMBackend, LLMError, LLMUnavailable, P
 
 _SERVERS: dict[tuple, object] = {}
 _SERVERS_LOCK = threading.Lock()
+SPECULATIVE = ("ngram-simple", "ngram-mod", "ngram-map-k", "ngram-map-k4v", "ngram-cache")
 
 
-def _load_server(path: Path, n_parallel: int, n_ctx_per_slot: int, threads: int):
-    key = (str(path), n_parallel, n_ctx_per_slot, threads)
+def _load_server(path: Path, n_parallel: int, n_ctx_per_slot: int, threads: int, speculative: str | None = None):
+    key = (str(path), n_parallel, n_ctx_per_slot, threads, speculative)
     with _SERVERS_LOCK:
         if key in _SERVERS:
             return _SERVERS[key]
@@ -35,6 +44,8 @@ def _load_server(path: Path, n_parallel: int, n_ctx_per_slot: int, threads: int)
         p.cpuparams.n_threads = threads
         p.cpuparams_batch.n_threads = threads
         p.warmup = False
+        if speculative:
+            p.speculative.types = [getattr(xl.common_speculative_type, "COMMON_SPECULATIVE_TYPE_" + speculative.upper().replace("-", "_"))]
         # llama.cpp logs every slot event; MADS_LLAMA_LOG=1 brings the log back for debugging
         p.verbosity = 1 if os.environ.get("MADS_LLAMA_LOG") else -1
         try:
@@ -54,10 +65,16 @@ class EmbeddedBackend(LLMBackend):
         self,
         model: str | None = None,
         n_parallel: int = 4,
+        cache_slots: int = 3,
         n_ctx_per_slot: int = 4096,
         threads: int | None = None,
+        speculative: str | None = None,
     ):
         from ..common import assets
+
+        speculative = speculative or os.environ.get("MADS_LLM_SPECULATIVE") or None
+        if speculative is not None and speculative not in SPECULATIVE:
+            raise LLMUnavailable(f"speculative decoding '{speculative}' is not one of {', '.join(SPECULATIVE)}")
 
         try:
             path = assets.resolve_gguf(model)
@@ -66,15 +83,19 @@ class EmbeddedBackend(LLMBackend):
         super().__init__(model or assets.DEFAULT_LLM_PRESET)
         self.path = path
         self.concurrency = n_parallel
+        self.slots = n_parallel * max(1, cache_slots)
         self.n_ctx_per_slot = n_ctx_per_slot
-        self.threads = threads or max(1, min(os.cpu_count() or 2, 8))
+        # MADS_LLM_THREADS: fewer threads than cores when other work shares the machine (llama.cpp threads
+        # spin while they wait for each other, so an oversubscribed machine slows them down many times over)
+        self.threads = threads or int(os.environ.get("MADS_LLM_THREADS", 0)) or max(1, min(os.cpu_count() or 2, 8))
+        self.speculative = speculative
         self._server = None
         self._sem: asyncio.Semaphore | None = None
         self._sem_loop = None
 
     def _get_server(self):
         if self._server is None:
-            self._server = _load_server(self.path, self.concurrency, self.n_ctx_per_slot, self.threads)
+            self._server = _load_server(self.path, self.slots, self.n_ctx_per_slot, self.threads, self.speculative)
         return self._server
 
     def describe(self) -> dict:
@@ -83,8 +104,10 @@ class EmbeddedBackend(LLMBackend):
             "model": self.model,
             "path": str(self.path),
             "n_parallel": self.concurrency,
+            "slots": self.slots,
             "n_ctx_per_slot": self.n_ctx_per_slot,
             "threads": self.threads,
+            "speculative": self.speculative,
         }
 
     def _request(self, prompt: Prompt, params: GenParams) -> dict:
