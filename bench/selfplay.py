@@ -7,15 +7,25 @@ exactly those requests straight to the raw backend with the same concurrency
 ratio of generated tokens/s (self-play / raw) is the share of backend speed
 the orchestration keeps.
 
+With ``--speculative NAME`` it instead runs self-play twice with the same seeds, without and
+with llama.cpp's n-gram speculative decoding (embedded backend), each in a fresh process, then
+replays the plain run's recorded requests raw both ways (the same prompts, so the two speeds
+compare the same work), and prints generated tokens/s of each and whether the dialogues came out
+the same (with sampling they need not: drafts verified in a batch change the floating-point sums
+and the sampler's draws, not the distribution).
+
     python bench/selfplay.py --model smollm2 --personas 8 --concurrency 4
     python bench/selfplay.py --model qwen1.5b --personas 4 --max-rounds 4
+    python bench/selfplay.py --model qwen1.5b --personas 4 --max-rounds 4 --speculative ngram-simple
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
+import os
 import pickle
 import resource
 import subprocess
@@ -58,6 +68,9 @@ def phase_selfplay(a) -> dict:
         t0 = time.perf_counter()
         res = asyncio.run(simulate(cfg, Path(d) / "run", backend=backend, progress=False))
         wall = time.perf_counter() - t0
+        lines = sorted((Path(d) / "run" / "dialogues.jsonl").read_text().splitlines())
+        turns = [json.dumps([json.loads(line)["id"], json.loads(line)["turns"]]) for line in lines]
+        fingerprint = hashlib.sha256("\n".join(turns).encode()).hexdigest()[:16]
     by_dialogue: dict[str, list] = {}
     for name, prompt, params in backend.log:
         by_dialogue.setdefault(name, []).append((prompt, params))
@@ -72,6 +85,9 @@ def phase_selfplay(a) -> dict:
         "processed_tokens": backend.processed,
         "processed_per_s": backend.processed / wall,
         "peak_rss_mb": peak_rss_mb(),
+        "dialogues_sha": fingerprint,
+        "speculative": os.environ.get("MADS_LLM_SPECULATIVE") or None,
+        "load_avg": os.getloadavg()[0],
     }
 
 
@@ -115,10 +131,15 @@ def main() -> None:
     ap.add_argument("--phase", choices=["all", "selfplay", "raw"], default="all")
     ap.add_argument("--requests", default=None)
     ap.add_argument("--json", default=None, help="also write the figures here")
+    ap.add_argument("--speculative", default=None, help="compare self-play without and with this n-gram speculative "
+                    "decoding type (ngram-simple, ngram-mod, ngram-map-k, ...) instead of the raw replay")
     a = ap.parse_args()
     if a.phase != "all":
         out = phase_selfplay(a) if a.phase == "selfplay" else phase_raw(a)
         print(json.dumps(out))
+        return
+    if a.speculative:
+        compare_speculative(a)
         return
     with tempfile.TemporaryDirectory() as d:
         a.requests = str(Path(d) / "requests.pkl")
@@ -143,6 +164,39 @@ def main() -> None:
     if a.json:
         Path(a.json).write_text(json.dumps({"selfplay": sp, "raw": raw, "ratio": ratio, "ratio_processed": ratio_processed,
                                             "args": vars(a)}, indent=2))
+
+
+def compare_speculative(a) -> None:
+    runs = {}
+    with tempfile.TemporaryDirectory() as d:
+        base = [sys.executable, __file__, "--backend", a.backend, "--model", a.model, "--scenario", a.scenario,
+                "--personas", str(a.personas), "--max-rounds", str(a.max_rounds), "--concurrency", str(a.concurrency),
+                "--seed", str(a.seed)]
+        for name, spec in (("plain", None), ("speculative", a.speculative)):
+            env = {k: v for k, v in os.environ.items() if k != "MADS_LLM_SPECULATIVE"}
+            if spec:
+                env["MADS_LLM_SPECULATIVE"] = spec
+            reqs = ["--requests", str(Path(d) / f"requests-{name}.pkl")]
+            out = subprocess.run(base + reqs + ["--phase", "selfplay"], capture_output=True, text=True, check=True, env=env)
+            runs[name] = json.loads(out.stdout.splitlines()[-1])
+            # the plain run's requests replayed raw: the same prompts and seeds with and without drafting
+            reqs = ["--requests", str(Path(d) / "requests-plain.pkl")]
+            out = subprocess.run(base + reqs + ["--phase", "raw"], capture_output=True, text=True, check=True, env=env)
+            runs[name]["raw"] = json.loads(out.stdout.splitlines()[-1])
+            runs[name]["raw"]["load_avg"] = os.getloadavg()[0]
+    p, s = runs["plain"], runs["speculative"]
+    print(f"model {a.model}, {a.personas} dialogues x {a.max_rounds} rounds, concurrency {a.concurrency}, seed {a.seed}")
+    for name, r in runs.items():
+        print(f"{name:12} self-play: {r['tokens_per_s']:.2f} generated tokens/s ({r['completion_tokens']} tokens, {r['llm_calls']} calls, "
+              f"{r['wall_s']:.1f} s), {r['dialogues_per_min']:.2f} dialogues/min, load average {r['load_avg']:.1f}")
+        raw = r["raw"]
+        print(f"{name:12} replay of the plain run's requests: {raw['tokens_per_s']:.2f} generated tokens/s "
+              f"({raw['completion_tokens']} tokens, {raw['wall_s']:.1f} s), load average {raw['load_avg']:.1f}")
+    same = "the same" if p["dialogues_sha"] == s["dialogues_sha"] else "not the same (sampling draws differ once drafts are verified in batches)"
+    print(f"speculative ({a.speculative}) / plain: self-play {s['tokens_per_s'] / p['tokens_per_s']:.3f} x, "
+          f"replay {s['raw']['tokens_per_s'] / p['raw']['tokens_per_s']:.3f} x generated tokens/s; dialogues {same}")
+    if a.json:
+        Path(a.json).write_text(json.dumps({"plain": p, "speculative": s, "args": vars(a)}, indent=2))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from mads_text.scenario import load_scenario
 from .ab import parse_split
 from .arms.base import Arm, ArmUnavailable
 from .call import CallConfig
+from .listen import Endpointing
 from .server import ServerConfig, VoiceServer
 from .store import CallStore
 from .tts import TTS, agent_voice
@@ -36,6 +37,11 @@ class ServeOptions:
     max_tokens: int = 60
     use_caller_name: bool = False
     llm_threads: int = 1  # llama.cpp threads spin; one thread degrades far less on a busy 2-core box
+    speculative: str | None = None  # llama.cpp n-gram speculative decoding (embedded backend)
+    stream: bool = True  # stream the reply and voice its first clause at once
+    listen_while_speaking: bool = True  # transcribe during the caller's speech and end turns by their words
+    complete_silence_ms: int = 250
+    incomplete_silence_ms: int = 800
     asr: str = "base"
     asr_threads: int = 1
     tts: str = "flite"
@@ -45,6 +51,8 @@ class ServeOptions:
     allow_origins: list[str] = field(default_factory=list)
     allow_arm_request: bool = True
     max_calls: int = 4
+    max_unauthenticated: int = 4
+    unauthenticated_timeout_s: float = 3.0
     max_message_bytes: int = 64 * 1024
     idle_timeout_s: float = 20.0
     max_call_s: float = 600.0
@@ -66,14 +74,14 @@ def build_server(o: ServeOptions) -> VoiceServer:
     tts = TTS(o.tts, threads=1)
     voice = agent_voice(scenario.name, scenario.agent.voice, o.tts)
     asr = WhisperASR.shared(o.asr, threads=o.asr_threads)
-    extra = {"threads": o.llm_threads} if o.backend == "embedded" else {}
+    extra = {"threads": o.llm_threads, "speculative": o.speculative} if o.backend == "embedded" else {}
     backend = make_backend(o.backend, o.model, base_url=o.base_url, parallel=max(1, min(o.max_calls, 4)), **extra)
     mode = o.prompt_mode
     if mode == "auto":
         mode = "transcript" if o.backend in ("embedded", "transformers") else "chat"
     arms: dict[str, Arm] = {
         "pipeline": PipelineArm(scenario, backend, asr, tts, voice, prompt_mode=mode, max_tokens=o.max_tokens,
-                                 use_caller_name=o.use_caller_name)
+                                 use_caller_name=o.use_caller_name, stream=o.stream, max_calls=o.max_calls)
     }
     unavailable: dict[str, str] = {}
     try:
@@ -95,6 +103,8 @@ def build_server(o: ServeOptions) -> VoiceServer:
         allow_origins=list(o.allow_origins),
         allow_arm_request=o.allow_arm_request,
         max_calls=o.max_calls,
+        max_unauthenticated=o.max_unauthenticated,
+        unauthenticated_timeout_s=o.unauthenticated_timeout_s,
         max_message_bytes=o.max_message_bytes,
         recordings=None if o.no_recordings else (o.recordings or recordings_dir(o.db)),
         call=CallConfig(
@@ -103,6 +113,8 @@ def build_server(o: ServeOptions) -> VoiceServer:
             max_call_s=o.max_call_s,
             max_agent_turns=o.max_turns,
             barge_in=o.barge_in,
+            listen_while_speaking=o.listen_while_speaking,
+            endpointing=Endpointing(complete_ms=o.complete_silence_ms, incomplete_ms=o.incomplete_silence_ms),
         ),
     )
     from .outcome import OutcomeDetector

@@ -1,9 +1,12 @@
 """One call: the handling both arms share.
 
 Frames from the transport go to ``on_frame``. Caller audio is recorded and fed
-to the turn detector; a finished utterance starts a responder task that drives
-the arm and commits turns to the store as they become known; agent audio goes
-out through the pacer. When the caller takes the floor while the agent talks
+to the turn detector; when the arm has an ASR model, each utterance is
+transcribed while it is spoken (``listen.Hearing``) and its end is decided from
+the silence and the words (``listen.Endpointing``). A finished utterance starts
+a responder task that drives the arm and commits turns to the store as they
+become known, with their per-stage timings; agent audio goes out through the
+pacer. When the caller takes the floor while the agent talks
 (or thinks), the responder is cancelled and an ``Interruption`` overtakes the
 queued audio. The call ends when the caller hangs up, the caller decided and
 the agent answered, the turn cap or a time limit is reached, or on bad input;
@@ -13,6 +16,7 @@ the agent answered, the turn cap or a time limit is reached, or on bad input;
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -37,8 +41,9 @@ from .frames import (
     PlaybackMark,
     TranscriptFrame,
 )
+from .listen import BargeIn, Endpointing, Listener, Utterance
 from .outcome import OutcomeDetector
-from .processors import BargeIn, OutputPacer, Send, TurnDetector, TurnDone, Utterance
+from .processors import OutputPacer, Send, TurnDone
 from .recording import StereoRecorder
 from .store import CallStore
 
@@ -57,6 +62,8 @@ class CallConfig:
     idle_timeout_s: float = 20.0
     max_call_s: float = 600.0
     vad: VADConfig = field(default_factory=VADConfig)
+    endpointing: Endpointing = field(default_factory=Endpointing)
+    listen_while_speaking: bool = True  # transcribe during the caller's speech, when the arm has an ASR model
 
 
 class Call:
@@ -79,7 +86,9 @@ class Call:
         self.recorder = recorder
         self.outcome = outcome or OutcomeDetector("rules")
         self._send_raw = send
-        self.detector = TurnDetector(vad, self.cfg.vad, self.cfg.barge_in_ms)
+        asr = getattr(arm, "asr", None) if self.cfg.listen_while_speaking else None
+        self.listener = Listener(asr, vad, self.cfg.vad, self.cfg.barge_in_ms, self.cfg.endpointing, self._heard_so_far)
+        self._preparing: asyncio.Task | None = None
         self.pacer = OutputPacer(
             self._send,
             chunk_ms=self.cfg.chunk_ms,
@@ -98,7 +107,6 @@ class Call:
         self._turn_idx = 0
         self._responder: asyncio.Task | None = None
         self._watchdog: asyncio.Task | None = None
-        self._pending_audio: np.ndarray | None = None  # utterance whose reply was cut before its transcript
         self._agent_turn_live: int | None = None  # agent turn being generated or played
         self._response_t_end: dict[int, float] = {}  # agent turn -> end of the caller speech it answers
         self._timings: dict[int, dict[str, float]] = {}
@@ -147,18 +155,11 @@ class Call:
     async def start(self) -> None:
         self.pacer.start()
         self._watchdog = asyncio.create_task(self._watch(), name=f"watchdog-{self.ctx.call_id}")
-        await self._send(
-            EventFrame(
-                "session",
-                {
-                    "call_id": self.ctx.call_id,
-                    "arm": self.ctx.arm,
-                    "scenario": self.ctx.scenario.name,
-                    "agent": {"name": self.ctx.scenario.agent.name, "company": self.ctx.scenario.agent.company},
-                    "format": {"encoding": "pcm16", "sample_rate": 16000, "channels": 1},
-                },
-            )
-        )
+        agent = self.ctx.scenario.agent
+        await self._send(EventFrame("session", {
+            "call_id": self.ctx.call_id, "arm": self.ctx.arm, "scenario": self.ctx.scenario.name,
+            "agent": {"name": agent.name, "company": agent.company},
+            "format": {"encoding": "pcm16", "sample_rate": 16000, "channels": 1}}))  # fmt: skip
         self._event("call_started", {"arm": self.ctx.arm})
         # the agent opens the call, as in the paper's example calls
         self._responder = asyncio.create_task(self._run_arm(None, self.started), name=f"opening-{self.ctx.call_id}")
@@ -179,7 +180,7 @@ class Call:
     async def _on_audio(self, pcm: np.ndarray) -> None:
         if self.recorder:
             self.recorder.user(pcm)
-        for ev in self.detector.feed(pcm):
+        for ev in self.listener.feed(pcm):
             if isinstance(ev, BargeIn):
                 await self._maybe_barge_in()
             elif isinstance(ev, Utterance):
@@ -187,36 +188,58 @@ class Call:
             else:
                 await self._send(EventFrame("user_speech_start", {}))
 
+    def _heard_so_far(self, text: str) -> None:
+        """A pause in the caller's speech was transcribed: the arm may get ready for its reply."""
+        if text and (self._preparing is None or self._preparing.done()):
+            self._preparing = asyncio.ensure_future(self._prepare(text))
+
+    async def _prepare(self, text: str) -> None:
+        try:
+            await self.arm.prepare(self.ctx, text)
+        except Exception as e:  # noqa: BLE001 - getting ready is an optimisation, never a failure of the call
+            log.info("call %s: prepare failed: %s", self.ctx.call_id, e)
+
     async def _maybe_barge_in(self) -> None:
         thinking = self._responder is not None and not self._responder.done()
         if not (self.pacer.playing or thinking) or not self.cfg.barge_in:
             return
-        turn = self._agent_turn_live
-        playing = self.pacer.playing
         await self._cancel_responder()
-        if turn is not None and (playing or turn not in self._turns_done):
-            played = await self.pacer.interrupt(turn)
-            if self.recorder:
-                self.recorder.cut_agent()
-            try:
-                self.store.update_turn(
-                    self.ctx.call_id, turn, interrupted=1, audio_ms=round(played * 1000), ended_at=time.time()
-                )
-            except Exception as e:  # noqa: BLE001
-                log.warning("call %s: turn update failed: %s", self.ctx.call_id, e)
-            self._event("barge_in", {"turn": turn, "played_ms": round(played * 1000)})
-            self._agent_turn_live = None
+        cut = await self._cut_agent_turn(clear=True)
+        if cut is not None:
+            self._event("barge_in", {"turn": cut[0], "played_ms": cut[1]})
             if self._closing == "decision":
                 self._closing = None  # the caller is still talking: keep listening
 
+    async def _cut_agent_turn(self, *, clear: bool) -> tuple[int, int] | None:
+        """The agent turn in progress stops here (barge-in, a new utterance, hang-up, a limit).
+
+        Its row gets what the caller heard and ``interrupted = 1``; ``clear`` also drops the queued
+        audio and tells the caller to flush (a call that is ending sends nothing more).
+        Returns (turn, milliseconds played), or None when no turn was cut.
+        """
+        turn = self._agent_turn_live
+        if turn is None or (turn in self._turns_done and not self.pacer.playing):
+            return None
+        self._agent_turn_live = None
+        played = await self.pacer.interrupt(turn) if clear else self.pacer.played_s(turn)
+        if self.recorder:
+            self.recorder.cut_agent()
+        played_ms = round(played * 1000)
+        try:
+            self.store.update_turn(self.ctx.call_id, turn, interrupted=1, audio_ms=played_ms, ended_at=time.time())
+        except Exception as e:  # noqa: BLE001
+            log.warning("call %s: turn update failed: %s", self.ctx.call_id, e)
+        return turn, played_ms
+
     async def _on_utterance(self, utt: Utterance) -> None:
+        generating = self._responder is not None and not self._responder.done()
         await self._cancel_responder()
-        audio = utt.audio
-        if self._pending_audio is not None:
-            audio = np.concatenate([self._pending_audio, audio])
-        self._pending_audio = audio
+        if generating:  # the reply being made is dropped for one that hears this utterance too
+            await self._cut_agent_turn(clear=True)
+        audio, heard = self.listener.take(utt)
         await self._send(EventFrame("user_speech_end", {"duration_ms": round(len(utt.audio) / 16)}))
-        self._responder = asyncio.create_task(self._run_arm(audio, utt.end_time), name=f"reply-{self.ctx.call_id}")
+        timings = {"endpoint_ms": round((utt.decided_at - utt.end_time) * 1000, 1)} if utt.decided_at else {}
+        self._responder = asyncio.create_task(self._run_arm(audio, utt.end_time, heard, timings), name=f"reply-{self.ctx.call_id}")
 
     async def _cancel_responder(self) -> None:
         task = self._responder
@@ -230,16 +253,19 @@ class Call:
 
     # --- the arm --------------------------------------------------------------------
 
-    async def _run_arm(self, audio: np.ndarray | None, t_end: float) -> None:
+    async def _run_arm(self, audio: np.ndarray | None, t_end: float, heard=None, timings: dict[str, float] | None = None) -> None:
         agent_idx: int | None = None
         user_idx: int | None = None  # a user turn reserved before its text is known (audio arm)
-        timings: dict[str, float] = {}
+        timings = dict(timings or {})
         try:
-            it = self.arm.opening(self.ctx) if audio is None else self.arm.respond(self.ctx, audio)
+            if audio is None:
+                it = self.arm.opening(self.ctx)
+            else:
+                it = self.arm.respond(self.ctx, audio, heard) if heard is not None else self.arm.respond(self.ctx, audio)
             async for f in it:
                 if isinstance(f, TranscriptFrame) and f.role == "user":
                     if user_idx is None:
-                        self._pending_audio = None
+                        self.listener.committed()
                         if f.final and not f.text.strip():
                             self._event("no_speech", {})
                             return
@@ -257,7 +283,7 @@ class Call:
                         self._history_pos[agent_idx] = len(self.ctx.history) - 1
                         self.store.add_turn(
                             self.ctx.call_id, agent_idx, "agent", f.text, started_at=time.time(),
-                            llm_ms=timings.get("llm_ms"), asr_ms=timings.get("asr_ms"),
+                            llm_ms=timings.get("llm_ms"), asr_ms=timings.get("asr_ms"), timings=json.dumps(timings),
                         )  # fmt: skip
                         # the caller learns the turn index before its audio arrives
                         self.pacer.put(TranscriptFrame("agent", f.text, agent_idx, f.final))
@@ -270,7 +296,7 @@ class Call:
                     if agent_idx is not None:
                         self._timings[agent_idx] = dict(timings)
                         known = {k: v for k, v in timings.items() if k in ("asr_ms", "llm_ms", "tts_ms")}
-                        self.store.update_turn(self.ctx.call_id, agent_idx, **known)
+                        self.store.update_turn(self.ctx.call_id, agent_idx, **known, timings=json.dumps(timings))
                 elif isinstance(f, OutputAudio):
                     if agent_idx is None:
                         continue
@@ -281,6 +307,7 @@ class Call:
                 self._timings[agent_idx] = dict(timings)
                 self.pacer.put(MarkFrame(f"agent-{agent_idx}"))
                 self.pacer.put(TurnDone(agent_idx))
+                self._preparing = asyncio.ensure_future(self._prepare(""))  # the caller's turn comes next
                 if self.agent_turns >= self.cfg.max_agent_turns and not self._closing:
                     self._closing = "max_turns"
         except asyncio.CancelledError:
@@ -309,11 +336,25 @@ class Call:
 
     async def _user_final(self, idx: int, text: str) -> None:
         await self._send(TranscriptFrame("user", text, idx))
-        res = await asyncio.to_thread(self.outcome.detect, [t.model_copy() for t in self.ctx.history])
+        # off the reply's path: the agent answers while the outcome is worked out (a labeler takes its time)
+        asyncio.ensure_future(self._judge([t.model_copy() for t in self.ctx.history]))
+
+    async def _judge(self, history: list[Turn]) -> None:
+        try:
+            res = await asyncio.to_thread(self.outcome.detect, history)
+        except Exception as e:  # noqa: BLE001 - the outcome is worked out again when the call ends
+            log.warning("call %s: outcome detection failed: %s", self.ctx.call_id, e)
+            return
+        if self._finishing:
+            return  # the call's end has its own, final outcome
         self.store.update_call(self.ctx.call_id, outcome=res.outcome, outcome_source=res.source, intention=int(res.intention))
         if res.final and self.cfg.end_on_decision and not self._closing:
             self._closing = "decision"
             self._event("decision", {"outcome": res.outcome, "evidence": res.evidence})
+            answered = self._responder is None or self._responder.done()
+            if answered and self._agent_turn_live in self._turns_done:
+                # the agent's answer was out before the decision was known: end once it has played
+                asyncio.ensure_future(self._end_after_playback(self._agent_turn_live, "decision"))
 
     def _first_audio(self, turn: int, t: float) -> None:
         t_end = self._response_t_end.get(turn)
@@ -341,7 +382,7 @@ class Call:
 
     async def _end_after_playback(self, turn: int, reason: str) -> None:
         await self.pacer.drain(timeout=30)
-        busy = (self._responder is not None and not self._responder.done()) or self.detector.speaking
+        busy = (self._responder is not None and not self._responder.done()) or self.listener.speaking
         if self._closing and not busy:
             await self.finish(reason, "server")
 
@@ -376,7 +417,13 @@ class Call:
             await self._cancel_responder()
         if self._watchdog and asyncio.current_task() is not self._watchdog:
             self._watchdog.cancel()
+        await self._cut_agent_turn(clear=False)
         await self.pacer.close()
+        self.listener.close()
+        try:
+            await self.arm.release(self.ctx)
+        except Exception as e:  # noqa: BLE001
+            log.warning("call %s: arm release failed: %s", self.ctx.call_id, e)
         if self.recorder:
             try:
                 self.recorder.close()

@@ -19,6 +19,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from .audio import RATE, float_to_pcm16, pcm16_to_float
+from .protocol.native import start_message
 
 
 @dataclass
@@ -92,13 +93,8 @@ class NativeClient:
         if self.token and not self.token_in_message:
             headers["Authorization"] = f"Bearer {self.token}"
         self.ws = await connect(self.url, additional_headers=headers, max_size=2**22, open_timeout=timeout)
-        start: dict[str, Any] = {"type": "start", "format": {"encoding": "pcm16", "sample_rate": RATE, "channels": 1}, "caller": self.caller}
-        if self.arm:
-            start["arm"] = self.arm
-        if self.scenario:
-            start["scenario"] = self.scenario
-        if self.token and self.token_in_message:
-            start["token"] = self.token
+        start = start_message(self.caller, arm=self.arm or None, scenario=self.scenario or None,
+                              token=self.token if self.token and self.token_in_message else None)
         await self.ws.send(json.dumps(start))
         self._tasks.append(asyncio.create_task(self._receive()))
         t_end = time.monotonic() + timeout

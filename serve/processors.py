@@ -1,9 +1,4 @@
-"""The two processors every call runs, whatever the arm.
-
-``TurnDetector``: caller audio in, turn events out (speech started, barge-in
-threshold crossed, utterance finished) from a streaming Silero VAD. It also
-remembers when each stretch of audio arrived, so the end of speech has a wall
-clock time and latency can be measured from it.
+"""The output side every call runs, whatever the arm (the input side is ``listen.py``).
 
 ``OutputPacer``: agent audio out at the pace it plays. Audio is sent at most
 ``lead_ms`` ahead of the caller's playback, so the caller never buffers more
@@ -22,78 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mads_audio.vad import SAMPLE_RATE, SileroVAD, SpeechEnd, SpeechStart, VADConfig, VADSegmenter
+from mads_audio.vad import SAMPLE_RATE
 
 from .frames import EventFrame, Frame, Interruption, MarkFrame, OutputAudio
-
-
-@dataclass
-class BargeIn:
-    """Caller speech has lasted long enough to count as taking the floor."""
-
-    sample: int
-
-
-@dataclass
-class Utterance:
-    audio: np.ndarray
-    start_sample: int
-    end_sample: int
-    end_time: float  # monotonic time the last voiced audio arrived
-    forced: bool
-
-
-class TurnDetector:
-    def __init__(self, vad: SileroVAD | None = None, config: VADConfig | None = None, barge_in_ms: int = 300):
-        self.segmenter = VADSegmenter(vad, config)
-        self.barge_in_samples = barge_in_ms * SAMPLE_RATE // 1000
-        self._arrivals: collections.deque[tuple[int, float]] = collections.deque(maxlen=2000)
-        self._received = 0
-        self._speech_start: int | None = None
-        self._barged = False
-
-    @property
-    def speaking(self) -> bool:
-        return self.segmenter.speaking
-
-    @property
-    def received(self) -> int:
-        return self._received
-
-    def _time_of(self, sample: int) -> float:
-        for end, t in self._arrivals:
-            if end >= sample:
-                return t
-        return time.monotonic()
-
-    def feed(self, pcm: np.ndarray, now: float | None = None) -> list[SpeechStart | BargeIn | Utterance]:
-        now = time.monotonic() if now is None else now
-        self._received += len(pcm)
-        self._arrivals.append((self._received, now))
-        out: list[SpeechStart | BargeIn | Utterance] = []
-        for ev in self.segmenter.feed(pcm):
-            if isinstance(ev, SpeechStart):
-                self._speech_start = ev.sample
-                self._barged = False
-                out.append(ev)
-            elif isinstance(ev, SpeechEnd):
-                self._speech_start = None
-                out.append(Utterance(ev.audio, ev.start_sample, ev.last_voiced, self._time_of(ev.last_voiced), ev.forced))
-        if (
-            self.segmenter.speaking
-            and self._speech_start is not None
-            and not self._barged
-            and self.segmenter.position - self._speech_start >= self.barge_in_samples
-        ):
-            self._barged = True
-            out.append(BargeIn(self._speech_start))
-        return out
-
-    def flush(self) -> list[Utterance]:
-        return [
-            Utterance(ev.audio, ev.start_sample, ev.last_voiced, self._time_of(ev.last_voiced), True)
-            for ev in self.segmenter.flush()
-        ]
 
 
 @dataclass
@@ -153,15 +79,21 @@ class OutputPacer:
     def playing(self) -> bool:
         return self.audio_pending or time.monotonic() < self.play_end
 
+    def played_s(self, turn: int) -> float:
+        """Seconds of ``turn`` the caller has heard by now: what was sent, less what is still in its buffer."""
+        sent = self.turn_audio.get(turn, 0.0)
+        if turn != self.current_turn:
+            return sent
+        unplayed = max(0.0, self.play_end - time.monotonic()) * self.rtf
+        return max(0.0, sent - unplayed)
+
     async def interrupt(self, turn: int) -> float:
         """Drop queued audio and tell the caller to flush; returns seconds of the turn that had played."""
+        played = self.played_s(turn)
         self._gen += 1
-        now = time.monotonic()
         kept = collections.deque((g, f) for g, f in self._queue if not isinstance(f, (OutputAudio, MarkFrame)))
         self._queue = kept
-        unplayed = max(0.0, self.play_end - now) * self.rtf
-        played = max(0.0, self.turn_audio.get(turn, 0.0) - unplayed)
-        self.play_end = now
+        self.play_end = time.monotonic()
         await self.send(Interruption(turn))
         return played
 

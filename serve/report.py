@@ -7,6 +7,7 @@ Definitions (docs/serve.md repeats them):
 - ``avg_turns``: mean number of caller turns (transcribed utterances) per call;
 - ``latency_p50_ms`` / ``latency_p95_ms``: from the end of the caller's speech (last voiced audio
   received) to the first agent audio sent, over every agent reply (the opening is excluded);
+- ``stages``: the same replies' latency cut into the stages on its path (``STAGES``), p50/p95 each;
 - intervals: Wilson score 95 %; test: two-sided pooled two-proportion z-test between the two
   arms (``p_value`` is the one for conversion), plus Fisher's exact test for small counts.
 """
@@ -14,6 +15,7 @@ Definitions (docs/serve.md repeats them):
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from collections import Counter
 from typing import Any
@@ -53,23 +55,57 @@ def _r(x: float | None, nd: int = 4) -> float | None:
     return None if x is None else round(float(x), nd)
 
 
-def arm_stats(calls: list[dict[str, Any]], turns: list[dict[str, Any]]) -> dict[str, Any]:
+# the stages between the end of the caller's speech and the first agent audio, in the order they run:
+# the silence the endpointer waited for, the transcription left after it (the tail pass), the LLM until
+# its first speakable clause, the first clause's synthesis; ``latency_ms`` is the whole, measured apart
+STAGES = ("endpoint_ms", "asr_ms", "llm_first_ms", "tts_ms")
+# also shown: the whole reply's LLM time, and the prompt tokens the LLM had to evaluate (not cached)
+EXTRA = ("llm_ms", "prompt_new_tokens")
+
+
+def turn_timings(t: dict[str, Any]) -> dict[str, float]:
+    """A turn's stored timings: the columns plus the ``timings`` JSON (which wins where both have a value)."""
+    out = {k: float(t[k]) for k in ("latency_ms", "asr_ms", "llm_ms", "tts_ms") if t.get(k) is not None}
+    if t.get("timings"):
+        try:
+            out.update({k: float(v) for k, v in json.loads(t["timings"]).items() if isinstance(v, (int, float))})
+        except (ValueError, TypeError):
+            pass
+    return out
+
+
+def replies(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Agent turns that answer a caller turn (the opening is not a reply), over any number of calls."""
+    by_call: dict[str, list[dict[str, Any]]] = {}
+    for t in turns:
+        by_call.setdefault(t["call_id"], []).append(t)
+    out = []
+    for ts in by_call.values():
+        ts.sort(key=lambda t: t["idx"])
+        out += [t for prev, t in itertools.pairwise(ts) if t["role"] == "agent" and prev["role"] == "user"]
+    return out
+
+
+def stage_breakdown(reply_turns: list[dict[str, Any]]) -> dict[str, dict[str, float | int | None]]:
+    """p50, p95 and count of each stage of the response latency, and of the whole."""
+    timings = [turn_timings(t) for t in reply_turns]
+    out = {}
+    for stage in ("latency_ms", *STAGES, *EXTRA):
+        vals = [tm[stage] for tm in timings if stage in tm]
+        out[stage] = {"p50": _r(percentile(vals, 50), 1), "p95": _r(percentile(vals, 95), 1), "n": len(vals)}
+    return out
+
+
+def arm_stats(calls: list[dict[str, Any]], turns: list[dict[str, Any]], barge_ins: dict[str, int] | None = None) -> dict[str, Any]:
     n = len(calls)
     conv = sum(1 for c in calls if c["outcome"] == "accepted")
     intent = sum(1 for c in calls if c["intention"])
     ids = {c["id"] for c in calls}
-    by_call: dict[str, list[dict[str, Any]]] = {}
-    for t in turns:
-        if t["call_id"] in ids:
-            by_call.setdefault(t["call_id"], []).append(t)
-    lat: list[float] = []
-    barge = 0
-    for ts in by_call.values():
-        ts.sort(key=lambda t: t["idx"])
-        for prev, t in itertools.pairwise(ts):
-            if t["role"] == "agent" and prev["role"] == "user" and t["latency_ms"] is not None:
-                lat.append(float(t["latency_ms"]))
-        barge += sum(1 for t in ts if t["role"] == "agent" and t["interrupted"])
+    mine = [t for t in turns if t["call_id"] in ids]
+    answers = replies(mine)
+    lat = [float(t["latency_ms"]) for t in answers if t["latency_ms"] is not None]
+    # a barge-in is the caller taking the floor; a turn cut by a hang-up is interrupted too, but is not one
+    barge = sum((barge_ins or {}).get(i, 0) for i in ids)
     durations = [c["ended_at"] - c["started_at"] for c in calls if c["ended_at"]]
     ci_c, ci_i = wilson_interval(conv, n), wilson_interval(intent, n)
     return {
@@ -85,6 +121,7 @@ def arm_stats(calls: list[dict[str, Any]], turns: list[dict[str, Any]]) -> dict[
         "latency_p50_ms": _r(percentile(lat, 50), 1),
         "latency_p95_ms": _r(percentile(lat, 95), 1),
         "latency_n": len(lat),
+        "stages": stage_breakdown(answers),
         "barge_ins": barge,
         "avg_call_s": _r(sum(durations) / len(durations), 2) if durations else None,
         "outcomes": dict(Counter(c["outcome"] or "unknown" for c in calls)),
@@ -99,7 +136,8 @@ def ab_report(store: CallStore, *, only_split: bool = False, scenario: str | Non
     if scenario:
         calls = [c for c in calls if c["scenario"] == scenario]
     turns = store.all_turns()
-    arms = {a: arm_stats([c for c in calls if c["arm"] == a], turns) for a in ARMS}
+    barge_ins = store.event_counts("barge_in")
+    arms = {a: arm_stats([c for c in calls if c["arm"] == a], turns, barge_ins) for a in ARMS}
     a, b = arms["audio"], arms["pipeline"]
     conv = two_proportion_test(a["conversions"], a["calls"], b["conversions"], b["calls"])
     intent = two_proportion_test(a["intentions"], a["calls"], b["intentions"], b["calls"])

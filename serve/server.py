@@ -2,14 +2,20 @@
 
 One process serves: the native call endpoint ``/v1/call``, the Twilio Media
 Streams endpoint ``/v1/twilio``, the web page (``/``, ``/app.js``,
-``/worklet.js``), ``/healthz`` and the A/B report ``/v1/report``.
+``/dashboard.js``, ``/worklet.js``), ``/healthz``, and behind the token the A/B
+report ``/v1/report``, the dashboard's data ``/v1/dashboard`` and call
+recordings ``/v1/calls/<id>/recording``.
 
 Checks before the upgrade (``process_request``): the path, the Origin
-allow-list (403), and the bearer token when an Authorization header is sent
-(401 when wrong). Browsers cannot set that header on a websocket, so a
-connection without it must put the token in its first message. After the
-upgrade: the call cap (close 1013), the start deadline, and every protocol
-error answered with an error event and a policy close (1008) that touches no
+allow-list (403; an explicit list, never derived from the request's own Host
+header, which the page that sends it controls), and the bearer token when an
+Authorization header is sent (401 when wrong). Browsers and Twilio cannot set
+that header on a websocket, so a connection without it must put the token in
+its first message; until it has, it holds no call slot and counts against a
+small limit of its own with a short deadline, so sockets that never
+authenticate cannot keep callers out. A call slot (``max_calls``, close 1013
+when full) is taken only by an authenticated ``start``. Every protocol error
+is answered with an error event and a policy close (1008) that touches no
 other call. Oversized messages are refused by the websockets library itself
 with close code 1009 before they are read.
 """
@@ -22,9 +28,11 @@ import http
 import importlib.resources
 import json
 import logging
+import re
 import secrets
 import time
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
@@ -36,15 +44,17 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from mads_audio.vad import SileroVAD
+from mads_text.common.records import Turn
 from mads_text.scenario import Scenario
 
 from .ab import assign
 from .arms.base import Arm, CallContext
 from .call import Call, CallConfig
+from .dashboard import dashboard, recording_path
 from .frames import ErrorFrame, Frame, StartFrame
 from .outcome import OutcomeDetector
 from .protocol import NativeProtocol, ProtocolError, TwilioProtocol
-from .protocol.errors import POLICY_VIOLATION, TRY_AGAIN_LATER
+from .protocol.core import POLICY_VIOLATION, TRY_AGAIN_LATER, shown
 from .recording import StereoRecorder
 from .report import ab_report
 from .store import CallStore
@@ -54,7 +64,9 @@ log = logging.getLogger("mads.serve")
 NATIVE_PATH = "/v1/call"
 TWILIO_PATH = "/v1/twilio"
 STATIC = {"/": ("index.html", "text/html; charset=utf-8"), "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+          "/dashboard.js": ("dashboard.js", "text/javascript; charset=utf-8"),
           "/worklet.js": ("worklet.js", "text/javascript; charset=utf-8")}  # fmt: skip
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 PAGE_CSP = "default-src 'self'; connect-src 'self' ws: wss:; media-src 'self' blob:; style-src 'self' 'unsafe-inline'"
 
 
@@ -69,7 +81,9 @@ class ServerConfig:
     allow_arm_request: bool = True
     max_calls: int = 4
     max_message_bytes: int = 64 * 1024
-    start_timeout_s: float = 10.0
+    start_timeout_s: float = 10.0  # connections that authenticated with the Authorization header
+    max_unauthenticated: int = 4  # connections still owing their token in the first message
+    unauthenticated_timeout_s: float = 3.0
     recordings: Path | None = None
     call: CallConfig = field(default_factory=CallConfig)
 
@@ -122,7 +136,9 @@ class VoiceServer:
         if missing:
             reasons = "; ".join(f"{a}: {self.unavailable.get(a, 'not configured')}" for a in missing)
             raise ValueError(f"the split sends calls to arms that cannot run ({reasons})")
-        self.active = 0
+        self._origins = {o.rstrip("/").lower() for o in config.allow_origins}
+        self.active = 0  # calls in progress: authenticated starts
+        self.unauthenticated = 0  # connections that still owe their token
         self.calls: dict[str, Call] = {}
         self._server = None
         self.port = config.port
@@ -133,8 +149,13 @@ class VoiceServer:
     # --- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
+        # every call keeps several blocking jobs in worker threads (ASR segments queued on the model's lock, an
+        # LLM stream, TTS, outcome rules): the default pool of cores + 4 threads would make calls wait on each other
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(8 + 4 * self.cfg.max_calls, "mads-serve"))
         for arm in self.arms.values():
             await arm.load()
+        # a labeler loads its model on first use: not in the middle of the first call
+        await asyncio.to_thread(self.outcome.detect, [Turn(role="user", text="Hello, who is this?")])
         self._server = await serve(
             self._handle,
             self.cfg.host,
@@ -177,11 +198,18 @@ class VoiceServer:
         origin = request.headers.get("Origin")
         if origin is None:
             return True  # not a browser: phones, Twilio, scripts
-        if "*" in self.cfg.allow_origins or origin in self.cfg.allow_origins:
+        if "*" in self._origins or origin.rstrip("/").lower() in self._origins:
             return True
-        host = request.headers.get("Host", "")
-        parsed = urllib.parse.urlsplit(origin)
-        return parsed.scheme in ("http", "https") and parsed.netloc == host and bool(host)
+        return self._is_local_page(origin)
+
+    def _is_local_page(self, origin: str) -> bool:
+        """The web page served by this process on a loopback address: the one origin allowed by default."""
+        try:
+            u = urllib.parse.urlsplit(origin)
+            port = u.port or {"http": 80, "https": 443}.get(u.scheme)
+        except ValueError:
+            return False
+        return u.scheme in ("http", "https") and u.hostname in LOOPBACK_HOSTS and port == self.port
 
     async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urllib.parse.urlsplit(request.path).path
@@ -191,11 +219,12 @@ class VoiceServer:
             return _response(200, body, ctype, {"Content-Security-Policy": PAGE_CSP})
         if path == "/healthz":
             return _json(200, {"ok": True, "active_calls": self.active, "max_calls": self.cfg.max_calls,
+                               "unauthenticated": self.unauthenticated,
                                "arms": sorted(self.arms), "split": self.cfg.split, "outcome": self.outcome.note})  # fmt: skip
-        if path == "/v1/report":
+        if path.startswith(("/v1/report", "/v1/dashboard", "/v1/calls/")):
             if not self._token_ok(self._bearer(request)):
                 return _text(401, "unauthorized: send Authorization: Bearer <token>")
-            return _json(200, await asyncio.to_thread(ab_report, self.store))
+            return await self._operator_view(path)
         if path not in (NATIVE_PATH, TWILIO_PATH):
             return _text(404, f"not found: {path}")
         if not self._origin_ok(request):
@@ -207,20 +236,39 @@ class VoiceServer:
         connection.mads_authed = tok is not None or self.cfg.token is None  # type: ignore[attr-defined]
         return None
 
+    async def _operator_view(self, path: str) -> Response:
+        """The report, the dashboard and call recordings: operators only (the token is checked already)."""
+        if path == "/v1/report":
+            return _json(200, await asyncio.to_thread(ab_report, self.store))
+        if path == "/v1/dashboard":
+            return _json(200, await asyncio.to_thread(dashboard, self.store))
+        m = re.fullmatch(r"/v1/calls/([\w.-]{1,64})/recording", path)
+        rec = await asyncio.to_thread(recording_path, self.store, m.group(1)) if m else None
+        if rec is None:
+            return _text(404, f"no recording at {path}")
+        return _response(200, await asyncio.to_thread(rec.read_bytes), "audio/wav")
+
     # --- websocket side ------------------------------------------------------------------
 
     async def _handle(self, conn: ServerConnection) -> None:
         authed = bool(getattr(conn, "mads_authed", False))
         path = urllib.parse.urlsplit(conn.request.path).path if conn.request else NATIVE_PATH
         kind = "twilio" if path == TWILIO_PATH else "native"
-        proto = TwilioProtocol(None if authed else self.cfg.token) if kind == "twilio" else NativeProtocol(None if authed else self.cfg.token)
-        if self.active >= self.cfg.max_calls:
-            await self._send_frames(conn, proto, [ErrorFrame("server_full", f"{self.active} calls in progress; try again later")])
-            await conn.close(TRY_AGAIN_LATER, "server full")
-            return
-        self.active += 1
+        expected = None if authed else self.cfg.token
+        proto = TwilioProtocol(expected) if kind == "twilio" else NativeProtocol(expected)
         try:
-            await self._session(conn, proto, kind)
+            start = await self._authenticated_start(conn, proto, authed)
+            if start is None:
+                return
+            if self.active >= self.cfg.max_calls:
+                await self._reject(conn, proto, ProtocolError(
+                    "server_full", f"{self.active} calls in progress; try again later", TRY_AGAIN_LATER))
+                return
+            self.active += 1
+            try:
+                await self._session(conn, proto, kind, start)
+            finally:
+                self.active -= 1
         except ConnectionClosed:
             pass
         except Exception:
@@ -229,8 +277,25 @@ class VoiceServer:
                 await conn.close(1011, "internal error")
             except Exception:  # noqa: BLE001, S110
                 pass
+
+    async def _authenticated_start(self, conn: ServerConnection, proto, authed: bool) -> StartFrame | None:
+        """The connection's valid start message, or None once it has been refused and closed."""
+        if not authed and self.unauthenticated >= self.cfg.max_unauthenticated:
+            await self._reject(conn, proto, ProtocolError(
+                "too_many_unauthenticated", "too many connections are waiting to authenticate; try again later",
+                TRY_AGAIN_LATER))  # fmt: skip
+            return None
+        timeout = self.cfg.start_timeout_s if authed else self.cfg.unauthenticated_timeout_s
+        if not authed:
+            self.unauthenticated += 1
+        try:
+            return await self._await_start(conn, proto, timeout)
+        except ProtocolError as e:
+            await self._reject(conn, proto, e)
+            return None
         finally:
-            self.active -= 1
+            if not authed:
+                self.unauthenticated -= 1
 
     @staticmethod
     async def _send_frames(conn: ServerConnection, proto, frames: list[Frame]) -> None:
@@ -246,16 +311,17 @@ class VoiceServer:
         await self._send_frames(conn, proto, [ErrorFrame(err.code, err.message, err.close_code)])
         await conn.close(err.close_code, f"{err.code}: {err.message}"[:120])
 
-    async def _await_start(self, conn: ServerConnection, proto) -> StartFrame:
-        deadline = time.monotonic() + self.cfg.start_timeout_s
+    async def _await_start(self, conn: ServerConnection, proto, timeout_s: float) -> StartFrame:
+        deadline = time.monotonic() + timeout_s
+        late = ProtocolError("start_timeout", f"no start message within {timeout_s:g} s")
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise ProtocolError("start_timeout", f"no start message within {self.cfg.start_timeout_s:g} s")
+                raise late
             try:
                 msg = await asyncio.wait_for(conn.recv(), timeout=left)
             except TimeoutError:
-                raise ProtocolError("start_timeout", f"no start message within {self.cfg.start_timeout_s:g} s") from None
+                raise late from None
             for f in proto.receive(msg):
                 if isinstance(f, StartFrame):
                     return f
@@ -265,7 +331,7 @@ class VoiceServer:
             if not self.cfg.allow_arm_request:
                 raise ProtocolError("arm_request_refused", "this server assigns arms itself; leave out 'arm'")
             if start.arm not in ("pipeline", "audio"):
-                raise ProtocolError("unknown_arm", f"unknown arm '{start.arm}'; arms are pipeline and audio")
+                raise ProtocolError("unknown_arm", f"unknown arm '{shown(start.arm)}'; arms are pipeline and audio")
             if start.arm not in self.arms:
                 why = self.unavailable.get(start.arm, "not configured on this server")
                 raise ProtocolError("arm_unavailable", f"arm '{start.arm}' is unavailable: {why}")
@@ -273,11 +339,10 @@ class VoiceServer:
         key = str(start.caller.get("id") or start.caller.get("from") or call_id)
         return assign(self.cfg.split, self.cfg.experiment, key), "split"
 
-    async def _session(self, conn: ServerConnection, proto, kind: str) -> None:
+    async def _session(self, conn: ServerConnection, proto, kind: str, start: StartFrame) -> None:
         try:
-            start = await self._await_start(conn, proto)
             if start.scenario and start.scenario != self.scenario.name:
-                raise ProtocolError("bad_scenario", f"this server runs scenario '{self.scenario.name}', not '{start.scenario}'")
+                raise ProtocolError("bad_scenario", f"this server runs scenario '{self.scenario.name}', not '{shown(start.scenario)}'")
             call_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(4)
             arm_name, assignment = self._choose_arm(start, call_id)
         except ProtocolError as e:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: turns.timings
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS turns(
   llm_ms REAL,
   tts_ms REAL,
   interrupted INTEGER NOT NULL DEFAULT 0,
+  timings TEXT,
   PRIMARY KEY(call_id, idx)
 );
 CREATE TABLE IF NOT EXISTS events(
@@ -67,7 +68,7 @@ CREATE INDEX IF NOT EXISTS calls_arm ON calls(arm);
 CREATE INDEX IF NOT EXISTS events_call ON events(call_id);
 """
 
-TURN_FIELDS = ("text", "started_at", "ended_at", "audio_ms", "latency_ms", "asr_ms", "llm_ms", "tts_ms", "interrupted")
+TURN_FIELDS = ("text", "started_at", "ended_at", "audio_ms", "latency_ms", "asr_ms", "llm_ms", "tts_ms", "interrupted", "timings")
 CALL_FIELDS = (
     "ended_at", "status", "end_reason", "outcome", "outcome_source", "intention",
     "user_turns", "agent_turns", "recording",
@@ -96,11 +97,16 @@ class CallStore:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
                 self.db.executescript(SCHEMA)
-                self.db.execute(
-                    "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', ?)", (str(SCHEMA_VERSION),)
-                )
+                self._migrate()
             except sqlite3.DatabaseError as e:
                 raise StoreError(f"{self.path}: not a usable call database: {e}") from None
+
+    def _migrate(self) -> None:
+        """Bring a store written by an older server up to this schema; old rows keep NULL in new columns."""
+        cols = {r[1] for r in self.db.execute("PRAGMA table_info(turns)")}
+        if "timings" not in cols:
+            self.db.execute("ALTER TABLE turns ADD COLUMN timings TEXT")
+        self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
         self.db.close()
@@ -199,6 +205,9 @@ class CallStore:
 
     # --- reads -----------------------------------------------------------------
 
+    def recent_calls(self, limit: int = 20) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._query("SELECT * FROM calls ORDER BY started_at DESC LIMIT ?", (limit,))]
+
     def calls(self, arm: str | None = None) -> list[dict[str, Any]]:
         sql, args = "SELECT * FROM calls", ()
         if arm:
@@ -214,6 +223,11 @@ class CallStore:
 
     def all_turns(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self._query("SELECT * FROM turns ORDER BY call_id, idx")]
+
+    def event_counts(self, name: str) -> dict[str, int]:
+        """Per call, how many events ``name`` it has."""
+        rows = self._query("SELECT call_id, COUNT(*) FROM events WHERE name = ? GROUP BY call_id", (name,))
+        return {r[0]: r[1] for r in rows}
 
     def events(self, call_id: str) -> list[dict[str, Any]]:
         return [dict(r) for r in self._query("SELECT * FROM events WHERE call_id = ? ORDER BY t", (call_id,))]

@@ -27,7 +27,7 @@ try:
 except ImportError as e:  # pragma: no cover - synth ships with the project
     raise ImportError(f"the voice server needs the synth package (TTS engines and voices): {e}") from e
 
-__all__ = ["TTS", "TTSError", "Voice", "agent_voice", "persona_voices", "speakable", "split_sentences"]
+__all__ = ["TTS", "TTSError", "Voice", "agent_voice", "next_chunk", "persona_voices", "speakable", "split_sentences"]
 
 
 class TTSError(RuntimeError):
@@ -48,6 +48,27 @@ def split_sentences(text: str, max_chars: int = 160) -> list[str]:
         if p:
             out.append(p)
     return out
+
+
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s)")
+_CLAUSE_END = re.compile(r"[,;:\u2014](?=\s)|\s[-\u2013]\s")
+
+
+def next_chunk(text: str, *, first: bool) -> int:
+    """Length of the prefix of streamed ``text`` that can be voiced now (0: wait for more).
+
+    A chunk ends at a sentence end or a clause boundary (comma, semicolon, colon, dash) followed by a
+    space. The first chunk of a reply needs two speakable words, so the caller hears the agent start
+    while the rest is still being written; later ones need five at a clause boundary (two at a sentence
+    end), which keeps the phrasing natural and still hands the voice the next words before the audio
+    already sent runs out when the LLM writes about as fast as the voice speaks.
+    """
+    ends = sorted([(m.end(), 2) for m in _SENTENCE_END.finditer(text)] +
+                  [(m.end(), 2 if first else 5) for m in _CLAUSE_END.finditer(text)])  # fmt: skip
+    for end, words in ends:
+        if len(speakable(text[:end]).split()) >= words:
+            return end
+    return 0
 
 
 class TTS:

@@ -8,9 +8,13 @@ per finished caller utterance. An arm yields frames:
   (an empty text means "no speech": the call ignores the utterance);
 - ``TranscriptFrame(role="agent")`` with the agent's words, before the audio;
 - ``OutputAudio`` chunks of the agent's speech (16 kHz float32);
-- ``EventFrame("timing", {...})`` with stage timings in ms (asr_ms, llm_ms, tts_ms).
+- ``EventFrame("timing", {...})`` with stage timings in ms (asr_ms, llm_first_ms, llm_ms, tts_ms, ...).
 
-Cancelling the iteration (barge-in, hang-up) must be safe at any await.
+When the call transcribes the caller while they speak, ``respond`` also gets
+``heard``, whose ``text()`` is the utterance's transcript (awaiting it waits
+only for the part after the last pause), and ``prepare`` gets the words so far
+at each pause, to get ready for the reply. ``release`` is called once when a
+call ends. Cancelling the iteration (barge-in, hang-up) must be safe at any await.
 """
 
 from __future__ import annotations
@@ -63,8 +67,14 @@ class Arm(abc.ABC):
         """The agent opens the call."""
 
     @abc.abstractmethod
-    def respond(self, ctx: CallContext, utterance: np.ndarray) -> AsyncIterator[Frame]:
+    def respond(self, ctx: CallContext, utterance: np.ndarray, heard=None) -> AsyncIterator[Frame]:
         """React to one finished caller utterance (16 kHz float32)."""
+
+    async def prepare(self, ctx: CallContext, partial: str) -> None:
+        """The caller is still speaking and has said ``partial`` so far."""
+
+    async def release(self, ctx: CallContext) -> None:
+        """The call is over."""
 
     async def aclose(self) -> None:
         pass

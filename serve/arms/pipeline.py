@@ -1,30 +1,43 @@
-"""The cascaded baseline arm: ASR -> Dialog Agent LLM -> TTS (VAD runs in the shared call code).
+"""The cascaded baseline arm: ASR -> Dialog Agent LLM -> TTS (VAD and the transcription made while the
+caller speaks run in the shared call code, ``listen.py``).
 
 The Dialog Agent is the text core's ``DialogAgent`` (transcript mode on the
 embedded backend), one per call so its seed and prompt stay with the call.
-Speech is synthesised sentence by sentence: the first sentence plays while the
-rest is made, which is what sets the response latency.
+The reply is streamed: its first clause is voiced as soon as it is speakable
+and each later sentence as soon as it is complete, while the LLM keeps
+writing, so the caller waits for the first clause, not for the whole reply.
+The streamed text passes the same checks as the text core's replies
+(``clean_reply``: speaker prefixes, role slips, echoes; ``drop_repeats``); a
+stream that goes wrong before anything was voiced is redone by the Dialog
+Agent itself, with its bounded retries. A reply with nothing speakable in it
+("(speaking)") is handled like an empty one: the caller hears the fallback
+line, never silence.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import numpy as np
 
 from mads_audio.asr import WhisperASR
-from mads_text.agents import DialogAgent, derive_seed
+from mads_text.agents import DialogAgent, clean_reply, derive_seed, drop_repeats, extract_marker, sentences
+from mads_text.common.records import Turn
 from mads_text.llm import GenParams, LLMBackend
 from mads_text.scenario import Scenario
 
 from ..frames import EventFrame, Frame, OutputAudio, TranscriptFrame
-from ..tts import TTS, Voice, split_sentences
+from ..tts import TTS, Voice, next_chunk, speakable
 from .base import Arm, CallContext
+from .llm_stream import StreamingLLM
 
 FALLBACK_LINE = "Sorry, could you say that again?"
+log = logging.getLogger("mads.serve")
 
 
 async def speak_sentence(
@@ -44,6 +57,10 @@ async def speak_sentence(
         yield OutputAudio(pcm, -1)
 
 
+def _ms(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1000, 1)
+
+
 class PipelineArm(Arm):
     name = "pipeline"
 
@@ -60,12 +77,16 @@ class PipelineArm(Arm):
         max_tokens: int = 60,
         temperature: float = 0.7,
         use_caller_name: bool = False,
+        stream: bool = True,
+        max_calls: int = 4,
     ):
         self.scenario = scenario
         # The caller's name sits in the first line of the agent's prompt header; leaving it out keeps
         # the header identical across calls, so llama.cpp reuses its cached prefix (much lower latency).
         self.use_caller_name = use_caller_name
         self.backend = backend
+        self.llm = StreamingLLM(backend, pool=max_calls)
+        self.stream = stream and self.llm.streams
         self.asr = asr
         self.tts = tts
         self.voice = voice
@@ -77,19 +98,23 @@ class PipelineArm(Arm):
         return {
             "arm": self.name,
             "llm": self.backend.describe(),
-            "asr": self.asr.name,
+            "asr": self.asr.name if self.asr else None,
             "tts": self.voice.model_dump(),
             "prompt_mode": self.prompt_mode,
             "max_tokens": self.params.max_tokens,
+            "streaming": self.stream,
         }
 
     async def load(self) -> None:
         await self.backend.check()
         # one tiny synthesis loads the TTS engine before the first caller waits on it
         await asyncio.to_thread(self.tts.synthesize, "Hello.", self.voice)
-        # one opening fills the LLM's prompt cache with the agent header, shared by every call
         warm = CallContext(call_id="warm-up", scenario=self.scenario, caller={}, arm=self.name)
-        await self._agent(warm).next_turn([])
+        if self.stream:  # the agent's prompt header, evaluated once on each slot a call may get
+            await self.llm.warm(self._prompt(self._agent(warm), []))
+            self.llm.release(warm.state.pop("llm_slot", None))
+        else:  # one opening fills the LLM's prompt cache with the agent header, shared by every call
+            await self._agent(warm).next_turn([])
 
     def _agent(self, ctx: CallContext) -> DialogAgent:
         agent = ctx.state.get("dialog_agent")
@@ -99,29 +124,118 @@ class PipelineArm(Arm):
                 user_name=ctx.caller_name if self.use_caller_name else "Customer", params=self.params, seed=derive_seed(ctx.call_id, ctx.seed),
             )  # fmt: skip
             ctx.state["dialog_agent"] = agent
+            ctx.state["llm_slot"] = self.llm.acquire()
         return agent
 
+    async def release(self, ctx: CallContext) -> None:
+        self.llm.release(ctx.state.pop("llm_slot", None))
+
+    def _prompt(self, agent: DialogAgent, history: list[Turn]):
+        # the Dialog Agent's own framing, so a streamed reply sees exactly the prompt a self-play turn would
+        return agent._prompt(history)
+
+    async def prepare(self, ctx: CallContext, partial: str) -> None:
+        """The caller is still speaking: evaluate the prompt with their words so far on the call's slot."""
+        if not self.stream or not ctx.history:
+            return
+        agent = self._agent(ctx)
+        await self.llm.prefill(self._prompt(agent, [*ctx.history, Turn(role="user", text=partial)]), ctx.state["llm_slot"])
+
     async def _speak(self, ctx: CallContext, timings: dict[str, float]) -> AsyncIterator[Frame]:
+        agent = self._agent(ctx)
         t0 = time.perf_counter()
-        reply = await self._agent(ctx).next_turn(ctx.history)
-        timings["llm_ms"] = round((time.perf_counter() - t0) * 1000, 1)
-        text = reply.text.strip() or FALLBACK_LINE
-        yield TranscriptFrame("agent", text, -1)
-        for i, sentence in enumerate(split_sentences(text)):
-            async for f in speak_sentence(self.tts, self.voice, sentence, timings, first=i == 0):
+        voiced: list[str] = []
+        streamed = self.stream and (ctx.history or not self.scenario.agent.opening)
+        # a stream that went wrong before anything was said is drawn again with a new seed, as the Dialog
+        # Agent redraws a bad reply
+        for attempt in range(agent.max_retries + 1 if streamed else 0):
+            async with aclosing(self._stream(ctx, agent, timings, t0, attempt)) as chunks:
+                async for chunk in chunks:
+                    if isinstance(chunk, str):
+                        voiced.append(chunk)
+                        yield TranscriptFrame("agent", " ".join(voiced), -1, final=False)
+                        async for f in speak_sentence(self.tts, self.voice, chunk, timings, first=len(voiced) == 1):
+                            yield f
+                    else:
+                        yield chunk
+            if voiced:
+                break
+        if not voiced:
+            text = FALLBACK_LINE
+            if not streamed:  # other backends answer whole, through the Dialog Agent and its retries
+                reply = await agent.next_turn(ctx.history)
+                timings["llm_ms"] = timings["llm_first_ms"] = _ms(t0)
+                # a reply with nothing to say aloud ("(speaking)", "[END]") would reach the caller as silence
+                text = reply.text.strip() if speakable(reply.text) else FALLBACK_LINE
+            yield TranscriptFrame("agent", text, -1, final=False)
+            async for f in speak_sentence(self.tts, self.voice, text, timings, first=True):
                 yield f
+            voiced = [text]
+        yield TranscriptFrame("agent", " ".join(voiced), -1, final=True)
+
+    async def _stream(self, ctx: CallContext, agent: DialogAgent, timings: dict[str, float], t0: float, attempt: int):
+        """Voiceable chunks (str) of a streamed reply, checked as they come, and a final timing event."""
+        history = ctx.history
+        own, other = agent.own_name, agent.other_name
+        other_last = next((t.text for t in reversed(history) if t.role != "agent"), None)
+        said = [s for t in history if t.role == "agent" for s in sentences(t.text)]
+        stop = ["\n", f"{other}:", f"{own}:"] if agent.mode == "transcript" else [f"\n{other}:", f"\n{own}:"]
+        params = agent.params.model_copy(update={"seed": derive_seed(agent.seed, "agent", len(history), attempt), "stop": stop})
+        raw, used, stats, cut = "", 0, {}, False
+        async with aclosing(self.llm.stream(self._prompt(agent, history), params, ctx.state.get("llm_slot"))) as pieces:
+            async for piece in pieces:
+                raw += piece.text
+                if piece.done:
+                    stats = piece.stats
+                res = clean_reply(raw, own_name=own, other_name=other, other_last=other_last)
+                if res.retry and res.retry not in ("empty", "marker only"):
+                    log.info("call %s: streamed reply dropped (%s): %r", ctx.call_id, res.retry, raw[:120])
+                    break  # a role slip or an echo: what is unsaid stays unsaid
+                text = extract_marker(res.text)[0] if not res.retry else ""
+                cut = res.cleaned and len(res.text) < len(raw.strip())  # a speaker prefix started: the reply ends there
+                finished = piece.done or cut
+                while True:
+                    rest = text[used:]
+                    n = len(rest) if finished else next_chunk(rest, first=not timings.get("llm_first_ms"))
+                    if piece.done and piece.finish_reason == "length" and n:
+                        n = _last_sentence_end(rest)  # a reply cut by the token limit keeps its finished sentences
+                    if not n:
+                        break
+                    chunk, used = rest[:n].strip(), used + n
+                    kept, dropped = drop_repeats(chunk, said)
+                    if dropped and not kept:
+                        continue
+                    if speakable(kept):
+                        timings.setdefault("llm_first_ms", _ms(t0))
+                        said += sentences(kept)
+                        yield kept
+                    if finished:
+                        break
+                if finished:
+                    break
+        timings["llm_ms"] = _ms(t0)
+        timings.update({k: float(v) for k, v in stats.items() if isinstance(v, (int, float))})
+        yield EventFrame("timing", dict(timings))
 
     async def opening(self, ctx: CallContext) -> AsyncIterator[Frame]:
         async for f in self._speak(ctx, {}):
             yield f
 
-    async def respond(self, ctx: CallContext, utterance: np.ndarray) -> AsyncIterator[Frame]:
+    async def respond(self, ctx: CallContext, utterance: np.ndarray, heard=None) -> AsyncIterator[Frame]:
         t0 = time.perf_counter()
-        tr = await asyncio.to_thread(self.asr.transcribe, utterance)
-        timings = {"asr_ms": round((time.perf_counter() - t0) * 1000, 1)}
+        if heard is not None:  # transcribed while the caller spoke: only the tail is left to wait for
+            text = await heard.text()
+        else:
+            text = (await asyncio.to_thread(self.asr.transcribe, utterance)).text
+        timings = {"asr_ms": _ms(t0)}
         yield EventFrame("timing", dict(timings))
-        yield TranscriptFrame("user", tr.text, -1)
-        if not tr.text.strip():
+        yield TranscriptFrame("user", text, -1)
+        if not text.strip():
             return
         async for f in self._speak(ctx, timings):
             yield f
+
+
+def _last_sentence_end(text: str) -> int:
+    ends = [i + 1 for i, ch in enumerate(text) if ch in ".!?"]
+    return ends[-1] if ends else 0

@@ -1,6 +1,6 @@
 """Wire formats as pure state machines: bytes/text in -> frames, frames -> bytes/text out. No sockets here."""
 
-from .errors import ProtocolError
+from .core import ProtocolError
 from .native import NativeProtocol
 from .twilio import TwilioProtocol
 

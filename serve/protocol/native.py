@@ -18,7 +18,6 @@ Server -> client
 
 from __future__ import annotations
 
-import hmac
 import json
 from typing import Any
 
@@ -37,34 +36,23 @@ from ..frames import (
     StartFrame,
     TranscriptFrame,
 )
-from .errors import ProtocolError
+from .core import ProtocolCore, ProtocolError, caller_data, field, parse_object, shown
 
 NATIVE_FORMAT = {"encoding": "pcm16", "sample_rate": RATE, "channels": 1}
-MAX_CALLER_JSON = 4096
 
 
-def tokens_equal(given: str | None, expected: str) -> bool:
-    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+def start_message(caller: dict[str, Any] | None = None, *, arm: str | None = None, scenario: str | None = None,
+                  token: str | None = None) -> dict[str, Any]:
+    """The client's first message; what ``NativeProtocol`` accepts as ``start``."""
+    msg: dict[str, Any] = {"type": "start", "format": dict(NATIVE_FORMAT), "caller": dict(caller or {})}
+    for key, value in (("arm", arm), ("scenario", scenario), ("token", token)):
+        if value is not None:
+            msg[key] = value
+    return msg
 
 
-def _parse_json(msg: str) -> dict[str, Any]:
-    try:
-        obj = json.loads(msg)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ProtocolError("bad_json", f"message is not valid JSON: {e.msg} at position {e.pos}") from None
-    if not isinstance(obj, dict):
-        raise ProtocolError("bad_json", f"message must be a JSON object, got {type(obj).__name__}")
-    return obj
-
-
-class NativeProtocol:
+class NativeProtocol(ProtocolCore):
     """One call's native protocol state: ``await_start`` -> ``open`` -> ``closed``."""
-
-    def __init__(self, expected_token: str | None = None):
-        # expected_token is set only when the upgrade request carried no valid Authorization header
-        self.expected_token = expected_token
-        self.state = "await_start"
-        self.samples_in = 0
 
     # --- incoming ---------------------------------------------------------------
 
@@ -73,13 +61,11 @@ class NativeProtocol:
             return []
         if isinstance(msg, (bytes, bytearray, memoryview)):
             return self._audio(bytes(msg))
-        obj = _parse_json(msg)
-        kind = obj.get("type")
-        if not isinstance(kind, str):
-            raise ProtocolError("bad_message", "field 'type' is missing or not a string")
+        obj = parse_object(msg)
+        kind = field(obj, "type", str)
         if self.state == "await_start":
             if kind != "start":
-                raise ProtocolError("expected_start", f"the first message must be {{\"type\": \"start\"}}, got type '{kind}'")
+                raise ProtocolError("expected_start", f"the first message must be {{\"type\": \"start\"}}, got type '{shown(kind)}'")
             return [self._start(obj)]
         if kind == "start":
             raise ProtocolError("duplicate_start", "the session has already started")
@@ -87,17 +73,13 @@ class NativeProtocol:
             self.state = "closed"
             return [Hangup("caller")]
         if kind == "mark":
-            name = obj.get("name")
-            if not isinstance(name, str):
-                raise ProtocolError("bad_message", "field 'name' of a mark must be a string")
-            return [PlaybackMark(name)]
+            return [PlaybackMark(field(obj, "name", str))]
         if kind == "ping":
             return []
-        raise ProtocolError("unknown_type", f"unknown message type '{kind}'")
+        raise ProtocolError("unknown_type", f"unknown message type '{shown(kind)}'")
 
     def _start(self, obj: dict[str, Any]) -> StartFrame:
-        if self.expected_token is not None and not tokens_equal(obj.get("token"), self.expected_token):
-            raise ProtocolError("unauthorized", "missing or wrong token (send 'Authorization: Bearer <token>' or 'token' in start)")
+        self._authenticate(obj.get("token"), "send 'Authorization: Bearer <token>' or 'token' in start")
         fmt = obj.get("format", NATIVE_FORMAT)
         if not isinstance(fmt, dict):
             raise ProtocolError("bad_format", "field 'format' must be an object")
@@ -105,19 +87,13 @@ class NativeProtocol:
             got = fmt.get(key, want)
             if got != want:
                 raise ProtocolError(
-                    "bad_format", f"format.{key} = {got!r} is not supported; this endpoint takes {NATIVE_FORMAT}"
+                    "bad_format", f"format.{key} = {shown(got)} is not supported; this endpoint takes {NATIVE_FORMAT}"
                 )
-        caller = obj.get("caller", {})
-        if not isinstance(caller, dict):
-            raise ProtocolError("bad_message", "field 'caller' must be an object")
-        if len(json.dumps(caller, default=str)) > MAX_CALLER_JSON:
-            raise ProtocolError("bad_message", f"field 'caller' is larger than {MAX_CALLER_JSON} bytes of JSON")
-        for key in ("scenario", "arm"):
-            if obj.get(key) is not None and not isinstance(obj.get(key), str):
-                raise ProtocolError("bad_message", f"field '{key}' must be a string")
-        self.state = "open"
-        self.expected_token = None
-        return StartFrame(protocol="native", caller=caller, scenario=obj.get("scenario"), arm=obj.get("arm"))
+        caller = caller_data(obj.get("caller"), "caller")
+        scenario = field(obj, "scenario", str, required=False)
+        arm = field(obj, "arm", str, required=False)
+        self._opened()
+        return StartFrame(protocol="native", caller=caller, scenario=scenario, arm=arm)
 
     def _audio(self, data: bytes) -> list[Frame]:
         if self.state != "open":
@@ -154,4 +130,5 @@ class NativeProtocol:
 
 
 def _dump(obj: dict[str, Any]) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    # ASCII escapes: text from the caller may hold lone surrogates, which UTF-8 cannot carry
+    return json.dumps(obj, separators=(",", ":"))

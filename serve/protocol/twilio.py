@@ -32,26 +32,16 @@ from ..frames import (
     PlaybackMark,
     StartFrame,
 )
-from .errors import ProtocolError
-from .native import _parse_json, tokens_equal
+from .core import ProtocolCore, ProtocolError, caller_data, field, parse_object, shown
 
 TWILIO_FORMAT = {"encoding": "audio/x-mulaw", "sampleRate": TWILIO_RATE, "channels": 1}
 CHUNK_BYTES = 160  # 20 ms of 8 kHz μ-law, the size Twilio itself sends
 
 
-def _field(obj: dict[str, Any], key: str, kind: type, where: str) -> Any:
-    v = obj.get(key)
-    if not isinstance(v, kind):
-        raise ProtocolError("bad_message", f"field '{where}{key}' is missing or not a {kind.__name__}")
-    return v
-
-
-class TwilioProtocol:
+class TwilioProtocol(ProtocolCore):
     def __init__(self, expected_token: str | None = None):
-        self.expected_token = expected_token
-        self.state = "await_start"
+        super().__init__(expected_token)
         self.stream_sid: str | None = None
-        self.samples_in = 0
         self._up = StreamResampler(TWILIO_RATE, RATE)
         self._down = StreamResampler(RATE, TWILIO_RATE)
 
@@ -60,21 +50,19 @@ class TwilioProtocol:
             return []
         if not isinstance(msg, str):
             raise ProtocolError("bad_message", "Twilio media streams send JSON text frames, got a binary frame")
-        obj = _parse_json(msg)
-        event = obj.get("event")
-        if not isinstance(event, str):
-            raise ProtocolError("bad_message", "field 'event' is missing or not a string")
+        obj = parse_object(msg)
+        event = field(obj, "event", str)
         if event == "connected":
             return []
         if self.state == "await_start":
             if event != "start":
-                raise ProtocolError("expected_start", f"expected the 'start' event, got '{event}'")
+                raise ProtocolError("expected_start", f"expected the 'start' event, got '{shown(event)}'")
             return [self._start(obj)]
         if event == "media":
-            media = _field(obj, "media", dict, "")
+            media = field(obj, "media", dict)
             if media.get("track", "inbound") not in ("inbound", "inbound_track"):
                 return []  # an outbound track echo carries our own audio
-            payload = _field(media, "payload", str, "media.")
+            payload = field(media, "payload", str, "media.")
             try:
                 raw = base64.b64decode(payload, validate=True)
             except (binascii.Error, ValueError):
@@ -85,49 +73,42 @@ class TwilioProtocol:
             self.samples_in += len(pcm)
             return [InputAudio(pcm)]
         if event == "mark":
-            mark = _field(obj, "mark", dict, "")
+            mark = field(obj, "mark", dict)
             return [PlaybackMark(str(mark.get("name", "")))]
         if event == "dtmf":
-            d = _field(obj, "dtmf", dict, "")
+            d = field(obj, "dtmf", dict)
             return [Dtmf(str(d.get("digit", "")))]
         if event == "stop":
             self.state = "closed"
             return [Hangup("caller")]
         if event == "start":
             raise ProtocolError("duplicate_start", "the stream has already started")
-        raise ProtocolError("unknown_type", f"unknown event '{event}'")
+        raise ProtocolError("unknown_type", f"unknown event '{shown(event)}'")
 
     def _start(self, obj: dict[str, Any]) -> StartFrame:
-        start = _field(obj, "start", dict, "")
-        params = start.get("customParameters") or {}
-        if not isinstance(params, dict):
-            raise ProtocolError("bad_message", "field 'start.customParameters' must be an object")
-        if self.expected_token is not None and not tokens_equal(params.get("token"), self.expected_token):
-            raise ProtocolError("unauthorized", "missing or wrong token (Authorization header or stream parameter 'token')")
+        start = field(obj, "start", dict)
+        params = field(start, "customParameters", dict, "start.", required=False) or {}
+        self._authenticate(params.get("token"), "Authorization header or stream parameter 'token'")
+        params = caller_data(params, "start.customParameters")
         fmt = start.get("mediaFormat") or TWILIO_FORMAT
         if not isinstance(fmt, dict):
             raise ProtocolError("bad_format", "field 'start.mediaFormat' must be an object")
         for key, want in TWILIO_FORMAT.items():
             got = fmt.get(key, want)
             if got != want:
-                raise ProtocolError("bad_format", f"start.mediaFormat.{key} = {got!r} is not supported; expected {want!r}")
-        self.stream_sid = str(start.get("streamSid") or obj.get("streamSid") or "")
-        if not self.stream_sid:
-            raise ProtocolError("bad_message", "field 'start.streamSid' is missing")
-        self.state = "open"
-        self.expected_token = None
+                raise ProtocolError("bad_format", f"start.mediaFormat.{key} = {shown(got)} is not supported; expected {want!r}")
+        sid = start.get("streamSid") or obj.get("streamSid")
+        if not isinstance(sid, str) or not sid:
+            raise ProtocolError("bad_message", "field 'start.streamSid' is missing or not a string")
+        call_sid = field(start, "callSid", str, "start.", required=False)
+        scenario = field(params, "scenario", str, "start.customParameters.", required=False)
+        arm = field(params, "arm", str, "start.customParameters.", required=False)
+        self.stream_sid = sid
+        self._opened()
         caller = {k: v for k, v in params.items() if k not in ("token", "arm", "scenario")}
-        call_sid = start.get("callSid")
         if call_sid:
-            caller.setdefault("id", str(call_sid))
-        return StartFrame(
-            protocol="twilio",
-            caller=caller,
-            scenario=params.get("scenario"),
-            arm=params.get("arm"),
-            stream_id=self.stream_sid,
-            call_sid=str(call_sid) if call_sid else None,
-        )
+            caller.setdefault("id", call_sid)
+        return StartFrame(protocol="twilio", caller=caller, scenario=scenario, arm=arm, stream_id=sid, call_sid=call_sid)
 
     def send(self, frame: Frame) -> list[str | bytes]:
         if self.stream_sid is None:
@@ -149,3 +130,25 @@ class TwilioProtocol:
 
 def _dump(obj: dict[str, Any]) -> str:
     return json.dumps(obj, separators=(",", ":"))
+
+
+# --- the Twilio side, for clients and tests that play Twilio ------------------------------
+
+
+def start_event(stream_sid: str, call_sid: str | None = None, params: dict[str, Any] | None = None,
+                media_format: dict[str, Any] | None = None) -> str:
+    start: dict[str, Any] = {"streamSid": stream_sid, "accountSid": "AC0", "tracks": ["inbound"],
+                             "customParameters": dict(params or {}), "mediaFormat": dict(media_format or TWILIO_FORMAT)}
+    if call_sid:
+        start["callSid"] = call_sid
+    return _dump({"event": "start", "sequenceNumber": "1", "streamSid": stream_sid, "start": start})
+
+
+def media_event(stream_sid: str, mulaw: bytes, track: str = "inbound") -> str:
+    return _dump({"event": "media", "streamSid": stream_sid,
+                  "media": {"track": track, "chunk": "1", "timestamp": "0", "payload": base64.b64encode(mulaw).decode()}})
+
+
+def stop_event(stream_sid: str) -> str:
+    return _dump({"event": "stop", "streamSid": stream_sid, "stop": {}})
+

@@ -14,6 +14,7 @@ function line(cls, text) {
   d.className = "turn " + cls;
   d.textContent = text;
   $("log").appendChild(d);
+  return d;
 }
 
 function playPcm(buf) {
@@ -50,10 +51,15 @@ function onMessage(ev) {
       state.session = msg;
       status(`connected: call ${msg.call_id}, ${msg.arm} arm, ${msg.agent.name} (${msg.agent.company})`);
       break;
-    case "transcript":
+    case "transcript": {
       state.transcripts.push(msg);
-      line(msg.role, (msg.role === "agent" ? state.session.agent.name : "You") + ": " + msg.text);
+      // a streamed reply is sent again as it grows (final: false, then final): one line per turn
+      const text = (msg.role === "agent" ? state.session.agent.name : "You") + ": " + msg.text;
+      const shown = document.querySelector(`#log [data-turn="${msg.turn}"]`);
+      if (shown) shown.textContent = text;
+      else line(msg.role, text).dataset.turn = msg.turn;
       break;
+    }
     case "clear":
       state.clears += 1;
       flushPlayback();

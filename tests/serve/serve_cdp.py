@@ -94,6 +94,20 @@ class Browser:
             raise RuntimeError(f"page error: {r['exceptionDetails']}")
         return r.get("result", {}).get("value")
 
+    async def screenshot(self, path: Path, width: int = 1280) -> None:
+        """The whole page, ``width`` CSS pixels wide, as a PNG."""
+        import base64
+
+        metrics = {"width": width, "height": 600, "deviceScaleFactor": 1, "mobile": False}
+        await self.cmd("Emulation.setDeviceMetricsOverride", metrics)
+        await asyncio.sleep(0.3)  # let the page lay out (and redraw its plots) at the new width
+        height = int(await self.eval("Math.ceil(document.documentElement.scrollHeight)"))
+        await self.cmd("Emulation.setDeviceMetricsOverride", {**metrics, "height": height})
+        await asyncio.sleep(0.2)
+        shot = await self.cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True,
+                                                         "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}})
+        Path(path).write_bytes(base64.b64decode(shot["data"]))
+
     async def __aexit__(self, *exc) -> None:
         if self.ws is not None:
             try:
@@ -108,3 +122,22 @@ class Browser:
                 self.proc.kill()
                 self.proc.wait()
         shutil.rmtree(self.profile, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    # python tests/serve/serve_cdp.py URL OUT.png [JS condition to wait for]: a screenshot of a page, e.g. the dashboard
+    import sys
+
+    async def _main(url: str, out: str, ready: str) -> None:
+        async with Browser(find_chromium(), Path("/dev/null")) as b:
+            await b.navigate(url)
+            t_end = time.monotonic() + 60
+            while not await b.eval(f"Boolean({ready})"):
+                if time.monotonic() > t_end:
+                    raise TimeoutError(f"page not ready: {ready}")
+                await asyncio.sleep(0.2)
+            await b.eval("window.scrollTo(0, 0)")
+            await b.screenshot(Path(out))
+
+    asyncio.run(_main(sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else "document.readyState === 'complete'"))
+

@@ -17,8 +17,10 @@ from serve.frames import (
     TranscriptFrame,
 )
 from serve.protocol import NativeProtocol, ProtocolError
+from serve.protocol.native import start_message
 
-START = {"type": "start", "format": {"encoding": "pcm16", "sample_rate": 16000, "channels": 1}, "caller": {"id": "c1"}}
+START = start_message({"id": "c1"})
+NESTED = "[" * 60_000  # 60 KB of nesting, under the message size limit
 
 
 def started(**kw) -> NativeProtocol:
@@ -93,3 +95,57 @@ def test_outgoing_messages():
     assert json.loads(p.send(EventFrame("agent_turn_end", {"turn": 0}))[0])["name"] == "agent_turn_end"
     assert json.loads(p.send(ErrorFrame("bad_json", "nope"))[0]) == {"type": "error", "code": "bad_json", "message": "nope"}
     assert json.loads(p.send(EndFrame("decision"))[0]) == {"type": "end", "reason": "decision"}
+
+
+@pytest.mark.parametrize("token", [123, None, ["secret"], {"t": "secret"}, True, 1.5])
+def test_a_token_that_is_not_a_string_is_unauthorized(token):
+    with pytest.raises(ProtocolError) as e:
+        NativeProtocol(expected_token="secret").receive(json.dumps({**START, "token": token}))
+    assert (e.value.code, e.value.close_code) == ("unauthorized", 1008)
+
+
+@pytest.mark.parametrize("msg", [NESTED, "{\"a\":" * 20_000, json.dumps({**START, "caller": {"x": [[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]}}),
+                                 '{"type": "start", "n": ' + "9" * 5000 + "}"])
+def test_deep_nesting_and_huge_numbers_are_bad_json_before_and_after_start(msg):
+    for proto in (NativeProtocol(expected_token="secret"), started()):
+        with pytest.raises(ProtocolError) as e:
+            proto.receive(msg)
+        assert (e.value.code, e.value.close_code) == ("bad_json", 1008)
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting():
+    [s] = NativeProtocol().receive(json.dumps({**START, "caller": {"note": "[" * 3000 + '\\"{' * 100}}))
+    assert isinstance(s, StartFrame) and s.caller["note"].startswith("[[[")
+
+
+def test_caller_data_is_capped_at_4_kib():
+    with pytest.raises(ProtocolError) as e:
+        NativeProtocol().receive(json.dumps({**START, "caller": {"x": "y" * 4100}}))
+    assert e.value.code == "bad_message" and "4096" in e.value.message
+
+
+def test_mutated_messages_only_ever_raise_protocol_errors():
+    """Every malformed input must map to a documented error code, never to an exception the server reports as 1011."""
+    import copy
+    import random
+
+    rng = random.Random(3)
+    base = json.dumps({**START, "arm": "pipeline", "scenario": "insurance", "token": "secret"})
+    values = [None, 0, -1, 1e308, "", "x" * 50, [], {}, [[]], {"a": {}}, True, "\ud800"]
+    for _ in range(3000):
+        obj = json.loads(base)
+        for _ in range(rng.randint(1, 3)):
+            target = obj
+            if rng.random() < 0.4 and isinstance(obj.get("format"), dict):
+                target = obj["format"]
+            key = rng.choice([*target.keys(), "extra"])
+            target[key] = copy.deepcopy(rng.choice(values))
+        text = json.dumps(obj)
+        if rng.random() < 0.3:  # and byte-level damage
+            i = rng.randrange(len(text))
+            text = text[:i] + rng.choice(['"', "[", "}", "\\", "\x00", ""]) + text[i + 1 :]
+        for proto in (NativeProtocol(expected_token="secret"), NativeProtocol(), started()):
+            try:
+                proto.receive(text)
+            except ProtocolError as e:
+                assert e.close_code == 1008 and e.code and e.message

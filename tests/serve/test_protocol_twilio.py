@@ -17,19 +17,15 @@ from serve.frames import (
     TranscriptFrame,
 )
 from serve.protocol import ProtocolError, TwilioProtocol
+from serve.protocol.twilio import media_event, start_event, stop_event
 
 
 def start_msg(**params):
-    return json.dumps({
-        "event": "start", "sequenceNumber": "1", "streamSid": "MZ1",
-        "start": {"streamSid": "MZ1", "accountSid": "AC1", "callSid": "CA1", "tracks": ["inbound"],
-                  "customParameters": params, "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}},
-    })  # fmt: skip
+    return start_event("MZ1", "CA1", params)
 
 
 def media(payload: bytes, track="inbound"):
-    return json.dumps({"event": "media", "streamSid": "MZ1", "media": {"track": track, "chunk": "1", "timestamp": "5",
-                       "payload": base64.b64encode(payload).decode()}})  # fmt: skip
+    return media_event("MZ1", payload, track)
 
 
 def test_session_flow():
@@ -43,7 +39,7 @@ def test_session_flow():
     assert p.receive(media(b"\xff" * 160, track="outbound")) == []
     assert p.receive(json.dumps({"event": "mark", "streamSid": "MZ1", "mark": {"name": "agent-0"}})) == [PlaybackMark("agent-0")]
     assert p.receive(json.dumps({"event": "dtmf", "dtmf": {"digit": "5"}})) == [Dtmf("5")]
-    assert isinstance(p.receive(json.dumps({"event": "stop", "stop": {}}))[0], Hangup)
+    assert isinstance(p.receive(stop_event("MZ1"))[0], Hangup)
 
 
 def test_outgoing_media_is_20ms_chunks_and_clear_overtakes():
@@ -86,3 +82,34 @@ def test_token_as_stream_parameter():
         TwilioProtocol(expected_token="s").receive(start_msg())
     [s] = TwilioProtocol(expected_token="s").receive(start_msg(token="s"))
     assert "token" not in s.caller  # never stored with the call
+
+
+@pytest.mark.parametrize("token", [123, None, ["s"], {"v": "s"}, False])
+def test_a_token_parameter_that_is_not_a_string_is_unauthorized(token):
+    with pytest.raises(ProtocolError) as e:
+        TwilioProtocol(expected_token="s").receive(start_msg(token=token))
+    assert (e.value.code, e.value.close_code) == ("unauthorized", 1008)
+
+
+def test_custom_parameters_are_capped_like_native_caller_data():
+    with pytest.raises(ProtocolError) as e:
+        TwilioProtocol().receive(start_msg(note="x" * 60_000))
+    assert e.value.code == "bad_message" and "4096" in e.value.message
+    [s] = TwilioProtocol().receive(start_msg(note="x" * 3000))
+    assert len(s.caller["note"]) == 3000
+
+
+@pytest.mark.parametrize("params", [{"arm": 3}, {"scenario": ["insurance"]}])
+def test_arm_and_scenario_parameters_must_be_strings(params):
+    with pytest.raises(ProtocolError) as e:
+        TwilioProtocol().receive(start_msg(**params))
+    assert e.value.code == "bad_message"
+
+
+def test_deep_nesting_is_bad_json_before_and_after_start():
+    for p in (TwilioProtocol(expected_token="s"), TwilioProtocol()):
+        if p.expected_token is None:
+            p.receive(start_msg())
+        with pytest.raises(ProtocolError) as e:
+            p.receive("[" * 60_000)
+        assert (e.value.code, e.value.close_code) == ("bad_json", 1008)

@@ -142,3 +142,35 @@ def test_idle_timeout_closes_with_policy_code(tmp_path, tts):
     assert call.end_frame.close_code == 1008 and call.end_frame.reason == "idle_timeout"
     assert any(getattr(f, "code", None) == "idle_timeout" for _, f in sent)
     assert store.call("c1")["end_reason"] == "idle_timeout"
+
+
+def test_hang_up_mid_turn_records_what_was_played(tmp_path, tts):
+    async def run():
+        call, store, sent = make_call(tmp_path, ScriptedArm(tts, [LONG]), realtime_factor=1.0, lead_ms=200)
+        await call.start()
+        await wait_for(lambda: any(isinstance(f, OutputAudio) for _, f in sent))
+        await asyncio.sleep(1.5)  # the agent is mid-sentence when the caller hangs up
+        await call.finish("caller_hangup", "caller")
+        return store
+
+    store = asyncio.run(run())
+    t0 = store.turns("c1")[0]
+    assert t0["interrupted"] == 1 and t0["audio_ms"] is not None and 1000 < t0["audio_ms"] < 2500, t0
+    assert t0["ended_at"] is not None
+
+
+def test_hang_up_while_the_agent_prepares_its_turn_records_it_as_unheard(tmp_path, tts):
+    class Slow(ScriptedArm):
+        async def _say(self, text):
+            yield TranscriptFrame("agent", text, -1)
+            await asyncio.sleep(30)  # synthesis that never finishes before the hang-up
+
+    async def run():
+        call, store, sent = make_call(tmp_path, Slow(tts, ["Hello there."]), realtime_factor=4.0)
+        await call.start()
+        await wait_for(lambda: store.turns("c1"))
+        await call.finish("caller_hangup", "caller")
+        return store
+
+    t0 = asyncio.run(run()).turns("c1")[0]
+    assert (t0["interrupted"], t0["audio_ms"]) == (1, 0)

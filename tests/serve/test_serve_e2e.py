@@ -18,6 +18,7 @@ from websockets.asyncio.client import connect
 
 from serve.audio import StreamResampler, internal_to_twilio, ulaw_decode
 from serve.client import NativeClient
+from serve.protocol.twilio import media_event, start_event, stop_event
 from serve.store import CallStore
 
 pytestmark = [pytest.mark.slow, needs_flite]
@@ -56,7 +57,11 @@ def test_full_pipeline_call_over_a_socket(pipeline_server, speech):
     assert [t["role"] for t in turns] == ["agent", "user", "agent", "user", "agent"]
     assert "cost" in turns[1]["text"].lower() and "interested" in turns[3]["text"].lower()
     for t in (turns[2], turns[4]):
-        assert t["latency_ms"] > 0 and t["asr_ms"] > 0 and t["llm_ms"] > 0 and t["tts_ms"] >= 0 and t["audio_ms"] > 0
+        assert t["latency_ms"] > 0 and t["asr_ms"] >= 0 and t["llm_ms"] > 0 and t["tts_ms"] >= 0 and t["audio_ms"] > 0
+        stages = json.loads(t["timings"])
+        # transcribed while the caller spoke, the turn ended by its words, the reply streamed from a cached prompt
+        assert stages["endpoint_ms"] < 1000 and 0 < stages["llm_first_ms"] <= stages["llm_ms"]
+        assert stages["prompt_new_tokens"] < 80 < stages["prompt_tokens"], stages
     with wave.open(call["recording"]) as w:
         assert w.getnchannels() == 2 and w.getnframes() > 16000 * 3
         x = np.frombuffer(w.readframes(w.getnframes()), "<i2").reshape(-1, 2)
@@ -71,16 +76,11 @@ def test_twilio_session_with_barge_in(pipeline_server, speech):
         down = StreamResampler(16000, 8000)
         async with connect(f"ws://127.0.0.1:{srv.port}/v1/twilio", additional_headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
             await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
-            await ws.send(json.dumps({"event": "start", "sequenceNumber": "1", "streamSid": "MZ42", "start": {
-                "streamSid": "MZ42", "callSid": "CA42", "accountSid": "AC1", "tracks": ["inbound"],
-                "customParameters": {"from": "+15550100"},
-                "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}}))  # fmt: skip
+            await ws.send(start_event("MZ42", "CA42", {"from": "+15550100"}))
 
             async def stream(pcm, rtf=3.0):
                 for i in range(0, len(pcm), 320):
-                    raw = internal_to_twilio(pcm[i : i + 320], down)
-                    await ws.send(json.dumps({"event": "media", "streamSid": "MZ42",
-                                              "media": {"track": "inbound", "payload": base64.b64encode(raw).decode()}}))  # fmt: skip
+                    await ws.send(media_event("MZ42", internal_to_twilio(pcm[i : i + 320], down)))
                     await asyncio.sleep(0.02 / rtf)
 
             async def receive():
@@ -99,7 +99,7 @@ def test_twilio_session_with_barge_in(pipeline_server, speech):
             while not any(m["event"] == "mark" and m["mark"]["name"] != "agent-0" for m in sent_events):
                 await stream(np.zeros(320, np.float32))
                 assert time.monotonic() < t_end, "no agent reply after the barge-in"
-            await ws.send(json.dumps({"event": "stop", "streamSid": "MZ42", "stop": {"callSid": "CA42"}}))
+            await ws.send(stop_event("MZ42"))
             await asyncio.wait_for(rx, 30)
             return sent_events, ws.close_code
 

@@ -13,12 +13,15 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from mads_text.scenario import load_scenario
 from serve.call import CallConfig
 from serve.client import NativeClient
+from serve.protocol.native import start_message
+from serve.protocol.twilio import start_event
 from serve.server import ServerConfig, VoiceServer
 from serve.store import CallStore
 
 pytestmark = needs_flite
 TOKEN = "s3cret-token"
-START = {"type": "start", "format": {"encoding": "pcm16", "sample_rate": 16000, "channels": 1}, "caller": {"id": "t"}}
+START = start_message({"id": "t"})
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 async def make_server(tmp_path, tts, **kw):
@@ -76,16 +79,25 @@ def test_auth_before_upgrade_and_in_first_message(tmp_path, tts):
 
 
 def test_origin_allow_list(tmp_path, tts):
+    """Listed origins and the server's own page on a loopback address; a page that forges Host is neither."""
+    import socket
+
+    async def refused(srv, origin, host="127.0.0.1"):
+        sock = socket.create_connection(("127.0.0.1", srv.port))  # the URL's host only goes into the Host header
+        with pytest.raises(InvalidStatus) as e:
+            async with connect(f"ws://{host}:{srv.port}/v1/call", sock=sock, additional_headers=AUTH, origin=origin):
+                pass
+        return e.value.response.status_code == 403
+
     async def run():
         srv = await make_server(tmp_path, tts, allow_origins=["https://app.example.com"])
         try:
-            auth = {"Authorization": f"Bearer {TOKEN}"}
-            with pytest.raises(InvalidStatus) as e:
-                async with connect(url(srv), additional_headers=auth, origin="https://evil.example.net"):
-                    pass
-            assert e.value.response.status_code == 403
-            for origin in ("https://app.example.com", f"http://127.0.0.1:{srv.port}"):
-                async with connect(url(srv), additional_headers=auth, origin=origin) as ws:
+            assert await refused(srv, "https://evil.example.net")
+            assert await refused(srv, f"http://evil.example:{srv.port}", host="evil.example")
+            assert await refused(srv, "http://127.0.0.1:1")  # another local page
+            for origin in ("https://app.example.com", f"http://127.0.0.1:{srv.port}", f"http://localhost:{srv.port}",
+                           f"http://[::1]:{srv.port}"):  # fmt: skip
+                async with connect(url(srv), additional_headers=AUTH, origin=origin) as ws:
                     await ws.send(json.dumps(START))
                     assert json.loads(await ws.recv())["type"] == "session"
         finally:
@@ -201,5 +213,109 @@ def test_http_endpoints(tmp_path, tts):
                 assert (await h.get(base + "/nope")).status_code == 404
         finally:
             await srv.close()
+
+    asyncio.run(run())
+
+
+def test_sockets_that_never_start_hold_no_call_slot(tmp_path, tts):
+    """Two sockets that never send start, re-opened in a loop, must not keep an authenticated caller out."""
+
+    async def run():
+        srv = await make_server(tmp_path, tts, max_calls=1)
+        stop = asyncio.Event()
+
+        async def squat():
+            while not stop.is_set():
+                try:
+                    async with connect(url(srv)) as ws:  # no header, no start: owes its token forever
+                        await asyncio.wait_for(ws.wait_closed(), 15)
+                except Exception:  # noqa: BLE001, S110 - refused or closed: open the next one
+                    pass
+
+        squatters = [asyncio.create_task(squat()) for _ in range(2)]
+        try:
+            await asyncio.sleep(0.3)
+            sessions = 0
+            for i in range(6):
+                c = NativeClient(url(srv), TOKEN, caller={"id": f"real-{i}"}, realtime_factor=4.0)
+                try:
+                    await c.connect(timeout=5)
+                    sessions += 1
+                finally:
+                    await c.hangup()
+                await asyncio.sleep(0.2)
+            return sessions
+        finally:
+            stop.set()
+            for t in squatters:
+                t.cancel()
+            await asyncio.gather(*squatters, return_exceptions=True)
+            await srv.close()
+
+    assert asyncio.run(run()) == 6
+
+
+def test_unauthenticated_sockets_have_their_own_small_limit_and_deadline(tmp_path, tts):
+    async def run():
+        srv = await make_server(tmp_path, tts, max_calls=1, max_unauthenticated=2, unauthenticated_timeout_s=0.5)
+        try:
+            t0 = asyncio.get_running_loop().time()
+            waiting = [await connect(url(srv)) for _ in range(2)]
+            got, code, _ = await raw_session(srv, [], headers={})
+            assert code == 1013 and got[0]["code"] == "too_many_unauthenticated"
+            async with httpx.AsyncClient() as h:
+                health = (await h.get(f"http://127.0.0.1:{srv.port}/healthz")).json()
+            assert (health["active_calls"], health["unauthenticated"]) == (0, 2)
+            # a caller with the header is not held up by them
+            c = NativeClient(url(srv), TOKEN, realtime_factor=4.0)
+            await c.connect(timeout=5)
+            await c.hangup()
+            for ws in waiting:
+                msg = json.loads(await ws.recv())
+                assert msg["code"] == "start_timeout"
+                await ws.wait_closed()
+                assert ws.close_code == 1008
+            assert asyncio.get_running_loop().time() - t0 < 3.0
+        finally:
+            await srv.close()
+
+    asyncio.run(run())
+
+
+def test_malformed_input_gets_its_documented_close_code_never_1011(tmp_path, tts):
+    nested = "[" * 60_000
+    native_cases = [
+        ({}, [json.dumps({**START, "token": 12345})], "unauthorized"),
+        ({}, [json.dumps({**START, "token": ["s3cret-token"]})], "unauthorized"),
+        ({}, [nested], "bad_json"),
+        (None, [nested], "bad_json"),
+        (None, [json.dumps(START), nested], "bad_json"),
+        (None, ['{"type": "start", "caller": {"n": ' + "7" * 5000 + "}}"], "bad_json"),
+        (None, [json.dumps({**START, "caller": {"blob": "x" * 5000}})], "bad_message"),
+    ]
+
+    async def run():
+        srv = await make_server(tmp_path, tts, max_calls=8)
+        try:
+            for headers, msgs, code in native_cases:
+                got, cc, reason = await raw_session(srv, msgs, headers=headers)
+                errors = [m for m in got if isinstance(m, dict) and m.get("type") == "error"]
+                assert cc == 1008 and errors and errors[-1]["code"] == code, (code, cc, reason, got)
+                assert "internal" not in reason
+            twilio_cases = [
+                ({}, [start_event("MZ9", "CA9", {"token": 42})], "unauthorized"),
+                ({}, [nested], "bad_json"),
+                (None, [start_event("MZ9", "CA9", {"from": "+1555", "note": "x" * 60_000})], "bad_message"),
+                (None, [start_event("MZ9", "CA9", {"arm": ["audio"]})], "bad_message"),
+                (None, [start_event("MZ9", "CA9"), nested], "bad_json"),
+            ]
+            for headers, msgs, code in twilio_cases:
+                got, cc, reason = await raw_session(srv, msgs, headers=headers, path="/v1/twilio")
+                assert cc == 1008 and code in reason and "internal" not in reason, (code, cc, reason)
+        finally:
+            await srv.close()
+        st = CallStore(tmp_path / "calls.sqlite")
+        reasons = [c["end_reason"] for c in st.calls()]
+        assert reasons.count("protocol_error:bad_json") == 2 and not [r for r in reasons if r.startswith("internal")]
 
     asyncio.run(run())
