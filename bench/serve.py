@@ -68,7 +68,8 @@ def start_server(args, db: Path) -> tuple[subprocess.Popen, int]:
     if args.split:
         cmd += ["--split", args.split]
     if args.audio_model:
-        cmd += ["--audio-model", args.audio_model]
+        # latency per arm, not an A/B: the arms may differ in backbone, prompt or decoding (the store records how)
+        cmd += ["--audio-model", args.audio_model, "--allow-mismatch"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
     port, out = wait_for_port(proc, timeout_s=600)
     if port is None:
@@ -134,7 +135,8 @@ async def level(port: int, n: int, turns: int, speech, arm, db: Path) -> dict:
     results = await asyncio.gather(*(one_call(port, i, turns, speech, arm) for i in range(n)))
     st = CallStore(db, readonly=True)
     ids = {r.get("call_id") for r in results}
-    answers = replies([t for cid in ids if cid for t in st.turns(cid)])
+    turns = [t for cid in ids if cid for t in st.turns(cid)]
+    answers = replies(turns)
     server_lat = [t["latency_ms"] for t in answers if t["latency_ms"]]
     stall = sum(r["stall_s"] for r in results)
     audio = sum(r["agent_audio_s"] for r in results)
@@ -152,6 +154,9 @@ async def level(port: int, n: int, turns: int, speech, arm, db: Path) -> dict:
         "stall_s": round(stall, 2),
         "stall_share": round(stall / audio, 4) if audio else None,
         "held_real_time": bool(ok and audio and stall / audio < 0.02),
+        # the fallback line answers fast: a level whose agent turns failed says nothing about latency
+        "failed_turns": sum(1 for t in turns if t["role"] == "agent" and t.get("failed")),
+        "agent_turns": sum(1 for t in turns if t["role"] == "agent"),
         "stages": stage_breakdown(answers),
         "wall_s": round(time.time() - t0, 1),
     }
@@ -192,9 +197,12 @@ def main() -> None:
         st = CallStore(args.from_db, readonly=True)
         for arm in ("pipeline", "audio"):
             ids = {c["id"] for c in st.calls(arm)}
-            answers = replies([t for t in st.all_turns() if t["call_id"] in ids])
+            turns = [t for t in st.all_turns() if t["call_id"] in ids]
+            answers = replies(turns)
+            failed = sum(1 for t in turns if t["role"] == "agent" and t.get("failed"))
             if answers:
-                print(f"{arm}: {len(ids)} calls, {len(answers)} replies\n{format_stages(stage_breakdown(answers))}")
+                print(f"{arm}: {len(ids)} calls, {len(answers)} replies, {failed} failed agent turns\n"
+                      f"{format_stages(stage_breakdown(answers))}")
         return
     args.levels = [int(x) for x in args.levels.split(",")]
     tts = TTS("flite")
@@ -225,7 +233,8 @@ def main() -> None:
                 print(f"{arm} x{n}: latency p50 {row['server_latency_p50_ms']} ms, p95 {row['server_latency_p95_ms']} ms "
                       f"(caller side p50 {row['client_latency_p50_ms']}, p95 {row['client_latency_p95_ms']}); "
                       f"stalls {row['stall_s']} s of {row['agent_audio_s']} s agent speech; "
-                      f"{row['completed']}/{n} completed; held {row['held_real_time']}; load {row['load_avg']}", flush=True)  # fmt: skip
+                      f"{row['completed']}/{n} completed; held {row['held_real_time']}; "
+                      f"{row['failed_turns']}/{row['agent_turns']} agent turns failed; load {row['load_avg']}", flush=True)  # fmt: skip
                 print(format_stages(row["stages"]), flush=True)
                 if not row["held_real_time"]:
                     break

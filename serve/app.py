@@ -34,7 +34,11 @@ class ServeOptions:
     model: str | None = None
     base_url: str | None = None
     prompt_mode: str = "auto"
+    prompt_k: str | None = None  # Dialog Agent instruction or evolved SOP for both arms; the scenario's when None
     max_tokens: int = 60
+    temperature: float = 0.7  # decoding of both arms
+    top_p: float = 1.0
+    allow_mismatch: bool = False  # run both arms although they differ in backbone, prompt or decoding
     use_caller_name: bool = False
     llm_threads: int = 1  # llama.cpp threads spin; one thread degrades far less on a busy 2-core box
     speculative: str | None = None  # llama.cpp n-gram speculative decoding (embedded backend)
@@ -79,13 +83,15 @@ def build_server(o: ServeOptions) -> VoiceServer:
     mode = o.prompt_mode
     if mode == "auto":
         mode = "transcript" if o.backend in ("embedded", "transformers") else "chat"
+    # one prompt source and one decoding configuration for both arms: they are to differ only in the ear
+    same = {"prompt_k": o.prompt_k, "max_tokens": o.max_tokens, "temperature": o.temperature, "top_p": o.top_p}
     arms: dict[str, Arm] = {
-        "pipeline": PipelineArm(scenario, backend, asr, tts, voice, prompt_mode=mode, max_tokens=o.max_tokens,
-                                 use_caller_name=o.use_caller_name, stream=o.stream, max_calls=o.max_calls)
+        "pipeline": PipelineArm(scenario, backend, asr, tts, voice, prompt_mode=mode, use_caller_name=o.use_caller_name,
+                                 stream=o.stream, max_calls=o.max_calls, **same)  # fmt: skip
     }
     unavailable: dict[str, str] = {}
     try:
-        arms["audio"] = AudioArm(scenario, o.audio_model, tts, voice, asr, max_tokens=o.max_tokens)
+        arms["audio"] = AudioArm(scenario, o.audio_model, tts, voice, asr, **same)
     except ArmUnavailable as e:
         unavailable["audio"] = str(e)
     if o.split:
@@ -102,6 +108,7 @@ def build_server(o: ServeOptions) -> VoiceServer:
         experiment=o.experiment,
         allow_origins=list(o.allow_origins),
         allow_arm_request=o.allow_arm_request,
+        allow_mismatch=o.allow_mismatch,
         max_calls=o.max_calls,
         max_unauthenticated=o.max_unauthenticated,
         unauthenticated_timeout_s=o.unauthenticated_timeout_s,

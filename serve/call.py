@@ -282,13 +282,15 @@ class Call:
                         self.ctx.history.append(Turn(role="agent", text=f.text))
                         self._history_pos[agent_idx] = len(self.ctx.history) - 1
                         self.store.add_turn(
-                            self.ctx.call_id, agent_idx, "agent", f.text, started_at=time.time(),
+                            self.ctx.call_id, agent_idx, "agent", f.text, started_at=time.time(), failed=int(f.failed),
                             llm_ms=timings.get("llm_ms"), asr_ms=timings.get("asr_ms"), timings=json.dumps(timings),
                         )  # fmt: skip
                         # the caller learns the turn index before its audio arrives
                         self.pacer.put(TranscriptFrame("agent", f.text, agent_idx, f.final))
                     else:
                         self._set_text(agent_idx, f.text)
+                        if f.failed:
+                            self.store.update_turn(self.ctx.call_id, agent_idx, failed=1)
                         if f.final:
                             self.pacer.put(TranscriptFrame("agent", f.text, agent_idx))
                 elif isinstance(f, EventFrame) and f.name == "timing":

@@ -57,6 +57,7 @@ class CallerOptions:
     out: Path | None = None
     db: Path | None = None
     json_out: Path | None = None
+    include_requested: bool = False  # the report counts calls whose arm the caller chose (left out by default)
     turn_timeout_s: float = 120.0
     max_tokens: int = 40
 
@@ -159,10 +160,10 @@ def _done_ids(path: Path | None) -> set[str]:
     return done
 
 
-def _report_url(ws_url: str) -> str:
+def _report_url(ws_url: str, include_requested: bool = False) -> str:
     u = urllib.parse.urlsplit(ws_url)
     scheme = "https" if u.scheme == "wss" else "http"
-    return urllib.parse.urlunsplit((scheme, u.netloc, "/v1/report", "", ""))
+    return urllib.parse.urlunsplit((scheme, u.netloc, "/v1/report", "include_requested=1" if include_requested else "", ""))
 
 
 def fetch_report(opts: CallerOptions) -> dict[str, Any] | None:
@@ -170,13 +171,14 @@ def fetch_report(opts: CallerOptions) -> dict[str, Any] | None:
         from .report import ab_report
         from .store import CallStore
 
-        return ab_report(CallStore(opts.db, readonly=True))
+        return ab_report(CallStore(opts.db, readonly=True), include_requested=opts.include_requested)
     import httpx
 
+    url = _report_url(opts.url, opts.include_requested)
     headers = {"Authorization": f"Bearer {opts.token}"} if opts.token else {}
-    r = httpx.get(_report_url(opts.url), headers=headers, timeout=30)
+    r = httpx.get(url, headers=headers, timeout=30)
     if r.status_code != 200:
-        raise ValueError(f"{_report_url(opts.url)} answered {r.status_code}: {r.text.strip()[:200]}")
+        raise ValueError(f"{url} answered {r.status_code}: {r.text.strip()[:200]}")
     return r.json()
 
 

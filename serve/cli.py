@@ -27,7 +27,11 @@ def serve_cmd(
     model: str | None = typer.Option(None, help="LLM model: embedded preset qwen1.5b (default) or smollm2, or a path / served name."),
     base_url: str | None = typer.Option(None, help="OpenAI-compatible endpoint for --backend openai."),
     prompt_mode: str = typer.Option("auto", help="Dialog Agent prompt framing: auto, transcript, chat."),
+    prompt: str | None = typer.Option(None, help="Dialog Agent instruction or evolved SOP for both arms, replacing the scenario's meta instruction; @file reads a file."),
     max_tokens: int = typer.Option(60, help="Longest agent reply in tokens (short replies keep latency down)."),
+    temperature: float = typer.Option(0.7, min=0.0, help="Sampling temperature of both arms (0: greedy)."),
+    top_p: float = typer.Option(1.0, min=0.0, max=1.0, help="Nucleus sampling mass of both arms."),
+    allow_mismatch: bool = typer.Option(False, "--allow-mismatch", help="Run both arms although they differ in backbone, prompt or decoding; the A/B report states the differences."),
     caller_name_in_prompt: bool = typer.Option(False, help="Tell the Dialog Agent the caller's name (costs the shared prompt cache: slower replies)."),
     llm_threads: int = typer.Option(1, min=1, help="llama.cpp threads of the embedded backend."),
     speculative: str | None = typer.Option(None, help="llama.cpp n-gram speculative decoding of the embedded backend: ngram-simple, ngram-mod, ngram-map-k, ngram-map-k4v, ngram-cache."),
@@ -67,10 +71,16 @@ def serve_cmd(
     logging.getLogger("faster_whisper").setLevel(logging.WARNING)
     if not token and not no_auth:
         fail("give --token (or MADS_SERVE_TOKEN), or --no-auth for a local experiment")
+    if prompt and prompt.startswith("@"):
+        try:
+            prompt = Path(prompt[1:]).read_text(encoding="utf-8")
+        except OSError as e:
+            fail(f"--prompt {prompt}: {e}")
     opts = ServeOptions(
         scenario=scenario, host=host, port=port, token=None if no_auth else token, db=db, split=split,
-        experiment=experiment, backend=backend, model=model, base_url=base_url, prompt_mode=prompt_mode,
-        max_tokens=max_tokens, use_caller_name=caller_name_in_prompt, llm_threads=llm_threads, speculative=speculative,
+        experiment=experiment, backend=backend, model=model, base_url=base_url, prompt_mode=prompt_mode, prompt_k=prompt,
+        max_tokens=max_tokens, temperature=temperature, top_p=top_p, allow_mismatch=allow_mismatch,
+        use_caller_name=caller_name_in_prompt, llm_threads=llm_threads, speculative=speculative,
         stream=stream, listen_while_speaking=listen_while_speaking, complete_silence_ms=complete_silence_ms,
         incomplete_silence_ms=incomplete_silence_ms, asr=asr, tts=tts, audio_model=audio_model, recordings=recordings,
         no_recordings=no_recordings, allow_origins=list(allow_origin), max_calls=max_calls,
@@ -122,6 +132,7 @@ def call_cmd(
     out: Path | None = typer.Option(None, help="JSON Lines of what each caller heard and said (appended)."),
     db: Path | None = typer.Option(None, help="Read the A/B report from this call store (default: ask the server's /v1/report)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the A/B report here."),
+    include_requested: bool = typer.Option(False, help="Count calls whose arm the caller chose in the report (left out by default)."),
 ) -> None:
     """Place simulated calls: MADS personas voiced with their own voices, listening through ASR; then print the A/B report."""
     from mads_text.llm import LLMUnavailable
@@ -133,7 +144,7 @@ def call_cmd(
     opts = CallerOptions(
         url=url, token=token, calls=calls, concurrency=concurrency, scenario=scenario, group=group, seed=seed,
         backend=backend, model=model, base_url=base_url, asr=asr, tts=tts, max_turns=max_turns,
-        realtime_factor=realtime_factor, out=out, db=db, json_out=json_out,
+        realtime_factor=realtime_factor, out=out, db=db, json_out=json_out, include_requested=include_requested,
     )  # fmt: skip
     try:
         summary, report = asyncio.run(run_callers(opts))
@@ -153,7 +164,7 @@ def call_cmd(
 def ab_report_cmd(
     db: Path = typer.Option(..., help="Call store written by mads serve."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the report as JSON here."),
-    only_split: bool = typer.Option(False, help="Count only calls the split assigned (not arms requested by the caller)."),
+    include_requested: bool = typer.Option(False, help="Also count calls whose arm the caller chose (left out by default: the split did not assign them)."),
 ) -> None:
     """Per-arm conversion, intention, turns and latency with 95% intervals and a two-proportion test."""
     from .report import ab_report, format_report
@@ -161,7 +172,7 @@ def ab_report_cmd(
 
     try:
         store = CallStore(db, readonly=True)
-        rep = ab_report(store, only_split=only_split)
+        rep = ab_report(store, include_requested=include_requested)
     except StoreError as e:
         fail(str(e))
     except Exception as e:  # noqa: BLE001 - sqlite errors on a file that is not a call store

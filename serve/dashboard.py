@@ -43,7 +43,7 @@ def histogram(samples: dict[str, list[float]]) -> dict[str, Any]:
 
 def _turn_view(t: dict[str, Any]) -> dict[str, Any]:
     tm = turn_timings(t)
-    return {"idx": t["idx"], "role": t["role"], "text": t["text"], "interrupted": bool(t["interrupted"]),
+    return {"idx": t["idx"], "role": t["role"], "text": t["text"], "interrupted": bool(t["interrupted"]), "failed": bool(t.get("failed")),
             "audio_ms": t["audio_ms"], "latency_ms": tm.get("latency_ms"),
             "stages": {k: v for k, v in tm.items() if k != "latency_ms"}}  # fmt: skip
 
@@ -64,9 +64,11 @@ def recent_calls(store: CallStore, limit: int) -> list[dict[str, Any]]:
     return out
 
 
-def dashboard(store: CallStore, *, recent: int = 20) -> dict[str, Any]:
-    report = ab_report(store)
-    ended = {c["id"]: c["arm"] for c in store.calls() if c["status"] == "ended"}
+def dashboard(store: CallStore, *, recent: int = 20, include_requested: bool = False) -> dict[str, Any]:
+    report = ab_report(store, include_requested=include_requested)
+    # the histogram counts the calls the report counts
+    ended = {c["id"]: c["arm"] for c in store.calls()
+             if c["status"] == "ended" and (include_requested or c["assignment"] != "requested")}  # fmt: skip
     answers = replies([t for t in store.all_turns() if t["call_id"] in ended])
     samples: dict[str, list[float]] = {a: [] for a in ARMS}
     for t in answers:

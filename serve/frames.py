@@ -75,6 +75,7 @@ class TranscriptFrame(Frame):
     text: str
     turn: int
     final: bool = True
+    failed: bool = False  # an agent turn that is the fallback line: the model produced nothing speakable
 
 
 @dataclass

@@ -1,13 +1,19 @@
 """The A/B report: per-arm conversion, intention, turns and latency, with intervals and a test.
 
 Definitions (docs/serve.md repeats them):
-- ``calls``: ended calls of the arm (a call still in progress is not counted);
+- ``calls``: ended calls of the arm (a call still in progress is not counted); calls whose arm the caller
+  requested are left out unless ``include_requested`` (the split did not assign them: they are not part
+  of the randomised comparison), and ``requested_left_out`` says how many were;
 - ``conversion_rate``: share of calls with outcome ``accepted``;
 - ``intention_rate``: share of calls where the caller showed interest (accepted ones included);
 - ``avg_turns``: mean number of caller turns (transcribed utterances) per call;
 - ``latency_p50_ms`` / ``latency_p95_ms``: from the end of the caller's speech (last voiced audio
   received) to the first agent audio sent, over every agent reply (the opening is excluded);
 - ``stages``: the same replies' latency cut into the stages on its path (``STAGES``), p50/p95 each;
+- ``failed_turns`` / ``failed_share``: agent turns (openings included) that were the fallback line because
+  the model produced nothing speakable, and their share of the arm's agent turns;
+- ``parity``: whether the arms of the counted calls differ in backbone, prompt or decoding (from the arm
+  description stored with each call), and how;
 - intervals: Wilson score 95 %; test: two-sided pooled two-proportion z-test between the two
   arms (``p_value`` is the one for conversion), plus Fisher's exact test for small counts.
 """
@@ -26,6 +32,7 @@ from scipy import stats
 from mads_text.metrics import wilson_interval
 
 from .arms import ARMS
+from .arms.parity import differences, signature
 from .store import CallStore
 
 Z95 = 1.959963984540054
@@ -104,6 +111,8 @@ def arm_stats(calls: list[dict[str, Any]], turns: list[dict[str, Any]], barge_in
     mine = [t for t in turns if t["call_id"] in ids]
     answers = replies(mine)
     lat = [float(t["latency_ms"]) for t in answers if t["latency_ms"] is not None]
+    agent = [t for t in mine if t["role"] == "agent"]
+    failed = sum(1 for t in agent if t.get("failed"))  # a store older than schema 3 has no such column
     # a barge-in is the caller taking the floor; a turn cut by a hang-up is interrupted too, but is not one
     barge = sum((barge_ins or {}).get(i, 0) for i in ids)
     durations = [c["ended_at"] - c["started_at"] for c in calls if c["ended_at"]]
@@ -122,6 +131,8 @@ def arm_stats(calls: list[dict[str, Any]], turns: list[dict[str, Any]], barge_in
         "latency_p95_ms": _r(percentile(lat, 95), 1),
         "latency_n": len(lat),
         "stages": stage_breakdown(answers),
+        "failed_turns": failed,
+        "failed_share": _r(failed / len(agent)) if agent else None,
         "barge_ins": barge,
         "avg_call_s": _r(sum(durations) / len(durations), 2) if durations else None,
         "outcomes": dict(Counter(c["outcome"] or "unknown" for c in calls)),
@@ -129,12 +140,29 @@ def arm_stats(calls: list[dict[str, Any]], turns: list[dict[str, Any]], barge_in
     }
 
 
-def ab_report(store: CallStore, *, only_split: bool = False, scenario: str | None = None) -> dict[str, Any]:
-    calls = [c for c in store.calls() if c["status"] == "ended"]
-    if only_split:
-        calls = [c for c in calls if c["assignment"] == "split"]
-    if scenario:
-        calls = [c for c in calls if c["scenario"] == scenario]
+def arm_parity(calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """How the arms of these calls differ in backbone, prompt and decoding, from each call's stored arm description."""
+    sigs: dict[str, list[dict[str, Any]]] = {a: [] for a in ARMS}
+    for c in calls:
+        try:
+            desc = json.loads(c["server_json"] or "{}").get("arm")
+        except (ValueError, AttributeError):
+            desc = None
+        sig = signature(desc if isinstance(desc, dict) else None)
+        if sig not in sigs.setdefault(c["arm"], []):
+            sigs[c["arm"]].append(sig)
+    diffs = [f"{a}: its calls ran under {len(s)} different descriptions" for a, s in sigs.items() if len(s) > 1]
+    for p in sigs["pipeline"]:
+        for a in sigs["audio"]:
+            diffs += [d for d in differences(p, a) if d not in diffs]
+    both = bool(sigs["pipeline"] and sigs["audio"])
+    return {"matched": (not diffs) if both else None, "differences": diffs, "descriptions": sigs}
+
+
+def ab_report(store: CallStore, *, include_requested: bool = False, scenario: str | None = None) -> dict[str, Any]:
+    ended = [c for c in store.calls() if c["status"] == "ended" and (not scenario or c["scenario"] == scenario)]
+    requested = sum(1 for c in ended if c["assignment"] == "requested")
+    calls = ended if include_requested else [c for c in ended if c["assignment"] != "requested"]
     turns = store.all_turns()
     barge_ins = store.event_counts("barge_in")
     arms = {a: arm_stats([c for c in calls if c["arm"] == a], turns, barge_ins) for a in ARMS}
@@ -145,6 +173,10 @@ def ab_report(store: CallStore, *, only_split: bool = False, scenario: str | Non
         "db": str(store.path),
         "calls": len(calls),
         "active_calls": sum(1 for c in store.calls() if c["status"] == "active"),
+        "include_requested": include_requested,
+        "requested_calls": requested,
+        "requested_left_out": 0 if include_requested else requested,
+        "parity": arm_parity(calls),
         "arms": arms,
         "comparison": "audio vs pipeline",
         "tests": {"conversion": conv, "intention": intent},
@@ -163,13 +195,23 @@ def format_report(rep: dict[str, Any]) -> str:
     def num(x, unit=""):
         return "-" if x is None else f"{x:g}{unit}"
 
-    lines = [f"{rep['db']}: {rep['calls']} ended calls ({rep['active_calls']} active)"]
-    lines.append(f"{'arm':9} {'calls':>5}  {'conversion':>22}  {'intention':>22}  {'turns':>5}  {'p50 ms':>7}  {'p95 ms':>7}")
+    left = rep["requested_left_out"]
+    lines = [f"{rep['db']}: {rep['calls']} ended calls ({rep['active_calls']} active)"
+             + (f"; {left} calls whose arm the caller requested left out (--include-requested counts them)" if left else "")
+             + ("; calls whose arm the caller requested included" if rep["include_requested"] else "")]  # fmt: skip
+    par = rep["parity"]
+    if par["differences"]:
+        lines.append("the arms differ in more than the ear (backbone, prompt or decoding):")
+        lines += [f"  {d}" for d in par["differences"]]
+    elif par["matched"]:
+        lines.append("arms: same backbone, prompt and decoding")
+    lines.append(f"{'arm':9} {'calls':>5}  {'conversion':>22}  {'intention':>22}  {'turns':>5}  {'p50 ms':>7}  {'p95 ms':>7}  {'failed turns':>12}")
     for arm, s in rep["arms"].items():
+        failed = f"{s['failed_turns']} ({pct(s['failed_share'])})"
         lines.append(
             f"{arm:9} {s['calls']:>5}  {pct(s['conversion_rate']) + ci(s['conversion_ci95']):>22}  "
             f"{pct(s['intention_rate']) + ci(s['intention_ci95']):>22}  {num(s['avg_turns']):>5}  "
-            f"{num(s['latency_p50_ms']):>7}  {num(s['latency_p95_ms']):>7}"
+            f"{num(s['latency_p50_ms']):>7}  {num(s['latency_p95_ms']):>7}  {failed:>12}"
         )
     t = rep["tests"]["conversion"]
     if t:

@@ -49,6 +49,7 @@ from mads_text.scenario import Scenario
 
 from .ab import assign
 from .arms.base import Arm, CallContext
+from .arms.parity import ArmMismatch, differences
 from .call import Call, CallConfig
 from .dashboard import dashboard, recording_path
 from .frames import ErrorFrame, Frame, StartFrame
@@ -79,6 +80,7 @@ class ServerConfig:
     experiment: str = "default"
     allow_origins: list[str] = field(default_factory=list)
     allow_arm_request: bool = True
+    allow_mismatch: bool = False  # serve both arms although they differ in backbone, prompt or decoding
     max_calls: int = 4
     max_message_bytes: int = 64 * 1024
     start_timeout_s: float = 10.0  # connections that authenticated with the Authorization header
@@ -136,6 +138,8 @@ class VoiceServer:
         if missing:
             reasons = "; ".join(f"{a}: {self.unavailable.get(a, 'not configured')}" for a in missing)
             raise ValueError(f"the split sends calls to arms that cannot run ({reasons})")
+        if "pipeline" in arms and "audio" in arms:
+            self._check_parity()
         self._origins = {o.rstrip("/").lower() for o in config.allow_origins}
         self.active = 0  # calls in progress: authenticated starts
         self.unauthenticated = 0  # connections that still owe their token
@@ -145,6 +149,22 @@ class VoiceServer:
         recovered = store.recover(self.outcome.detect)
         if recovered:
             log.warning("closed %d call(s) a previous server left active (end_reason server_lost)", recovered)
+
+    def _check_parity(self) -> None:
+        """An A/B is to compare the ears: refuse arms that also differ in backbone, prompt or decoding, unless allowed
+        (the report then says how they differ, from the descriptions stored with the calls)."""
+        diffs = differences(self.arms["pipeline"].describe(), self.arms["audio"].describe())
+        if not diffs:
+            return
+        listed = "\n  ".join(diffs)
+        if not self.cfg.allow_mismatch:
+            raise ArmMismatch(
+                f"the two arms differ in more than the ear:\n  {listed}\n"
+                "give both the same LLM (--model, the checkpoint's LLM), prompt (--prompt-mode chat, no "
+                "--caller-name-in-prompt) and decoding (--temperature 0 leaves out the samplers' differences), "
+                "or pass --allow-mismatch to run the A/B anyway; its report then states these differences"
+            )
+        log.warning("A/B with arms that differ (--allow-mismatch):\n  %s", listed)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -224,7 +244,10 @@ class VoiceServer:
         if path.startswith(("/v1/report", "/v1/dashboard", "/v1/calls/")):
             if not self._token_ok(self._bearer(request)):
                 return _text(401, "unauthorized: send Authorization: Bearer <token>")
-            return await self._operator_view(path)
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(request.path).query)
+            # calls whose arm the caller chose are left out of the A/B unless asked for, as in `mads ab-report`
+            include_requested = query.get("include_requested", ["0"])[-1].lower() in ("1", "true", "yes")
+            return await self._operator_view(path, include_requested)
         if path not in (NATIVE_PATH, TWILIO_PATH):
             return _text(404, f"not found: {path}")
         if not self._origin_ok(request):
@@ -236,12 +259,12 @@ class VoiceServer:
         connection.mads_authed = tok is not None or self.cfg.token is None  # type: ignore[attr-defined]
         return None
 
-    async def _operator_view(self, path: str) -> Response:
+    async def _operator_view(self, path: str, include_requested: bool = False) -> Response:
         """The report, the dashboard and call recordings: operators only (the token is checked already)."""
         if path == "/v1/report":
-            return _json(200, await asyncio.to_thread(ab_report, self.store))
+            return _json(200, await asyncio.to_thread(ab_report, self.store, include_requested=include_requested))
         if path == "/v1/dashboard":
-            return _json(200, await asyncio.to_thread(dashboard, self.store))
+            return _json(200, await asyncio.to_thread(dashboard, self.store, include_requested=include_requested))
         m = re.fullmatch(r"/v1/calls/([\w.-]{1,64})/recording", path)
         rec = await asyncio.to_thread(recording_path, self.store, m.group(1)) if m else None
         if rec is None:

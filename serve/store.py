@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 2  # 2: turns.timings
+SCHEMA_VERSION = 3  # 2: turns.timings; 3: turns.failed
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS turns(
   tts_ms REAL,
   interrupted INTEGER NOT NULL DEFAULT 0,
   timings TEXT,
+  failed INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY(call_id, idx)
 );
 CREATE TABLE IF NOT EXISTS events(
@@ -68,7 +69,9 @@ CREATE INDEX IF NOT EXISTS calls_arm ON calls(arm);
 CREATE INDEX IF NOT EXISTS events_call ON events(call_id);
 """
 
-TURN_FIELDS = ("text", "started_at", "ended_at", "audio_ms", "latency_ms", "asr_ms", "llm_ms", "tts_ms", "interrupted", "timings")
+TURN_FIELDS = (
+    "text", "started_at", "ended_at", "audio_ms", "latency_ms", "asr_ms", "llm_ms", "tts_ms", "interrupted", "timings", "failed",
+)  # fmt: skip
 CALL_FIELDS = (
     "ended_at", "status", "end_reason", "outcome", "outcome_source", "intention",
     "user_turns", "agent_turns", "recording",
@@ -102,10 +105,13 @@ class CallStore:
                 raise StoreError(f"{self.path}: not a usable call database: {e}") from None
 
     def _migrate(self) -> None:
-        """Bring a store written by an older server up to this schema; old rows keep NULL in new columns."""
+        """Bring a store written by an older server up to this schema: old rows get NULL ``timings`` and
+        ``failed = 0`` (older servers did not record either)."""
         cols = {r[1] for r in self.db.execute("PRAGMA table_info(turns)")}
         if "timings" not in cols:
             self.db.execute("ALTER TABLE turns ADD COLUMN timings TEXT")
+        if "failed" not in cols:
+            self.db.execute("ALTER TABLE turns ADD COLUMN failed INTEGER NOT NULL DEFAULT 0")
         self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:

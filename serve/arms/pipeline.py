@@ -26,18 +26,34 @@ from typing import Any
 import numpy as np
 
 from mads_audio.asr import WhisperASR
-from mads_text.agents import DialogAgent, clean_reply, derive_seed, drop_repeats, extract_marker, sentences
+from mads_text.agents import RETRY_HEAT, DialogAgent, clean_reply, derive_seed, drop_repeats, extract_marker, sentences
 from mads_text.common.records import Turn
 from mads_text.llm import GenParams, LLMBackend
+from mads_text.personas import agent_transcript_header, render_agent_prompt
 from mads_text.scenario import Scenario
 
 from ..frames import EventFrame, Frame, OutputAudio, TranscriptFrame
 from ..tts import TTS, Voice, next_chunk, speakable
 from .base import Arm, CallContext
 from .llm_stream import StreamingLLM
+from .parity import BACKEND_DEFAULT, backbone, decoding, llama_sampler_defaults, sha256_text
 
+# what an arm says when its model produced nothing speakable; such a turn is stored as failed
 FALLBACK_LINE = "Sorry, could you say that again?"
 log = logging.getLogger("mads.serve")
+
+
+def stop_strings(mode: str, own: str, other: str) -> list[str]:
+    """Where a Dialog Agent reply ends: at a new line, or where the model starts writing either speaker's line."""
+    return ["\n", f"{other}:", f"{own}:"] if mode == "transcript" else [f"\n{other}:", f"\n{own}:"]
+
+
+def agent_instruction(scenario: Scenario, prompt_k: str | None, mode: str = "chat", user_name: str = "Customer") -> str:
+    """The Dialog Agent's system/instruction text (product facts and instruction or SOP): the chat system
+    prompt, or in transcript mode the transcript header that frames the same facts and instruction."""
+    if mode == "transcript":
+        return agent_transcript_header(scenario, user_name, prompt_k)
+    return render_agent_prompt(scenario, prompt_k)
 
 
 async def speak_sentence(
@@ -76,6 +92,7 @@ class PipelineArm(Arm):
         prompt_k: str | None = None,
         max_tokens: int = 60,
         temperature: float = 0.7,
+        top_p: float = 1.0,
         use_caller_name: bool = False,
         stream: bool = True,
         max_calls: int = 4,
@@ -92,16 +109,28 @@ class PipelineArm(Arm):
         self.voice = voice
         self.prompt_mode = prompt_mode
         self.prompt_k = prompt_k
-        self.params = GenParams(temperature=temperature, max_tokens=max_tokens)
+        self.params = GenParams(temperature=temperature, top_p=top_p, max_tokens=max_tokens)
 
     def describe(self) -> dict[str, Any]:
+        llm = self.backend.describe()
+        # with the caller's name in the prompt, the header and stop strings change with every call
+        user = "<caller's name>" if self.use_caller_name else "Customer"
+        sampler = llama_sampler_defaults() if llm.get("backend") == "embedded" else {"top_k": BACKEND_DEFAULT, "min_p": BACKEND_DEFAULT}
         return {
             "arm": self.name,
-            "llm": self.backend.describe(),
+            "backbone": backbone(str(llm.get("path") or llm.get("model") or "")),
+            "prompt_sha256": sha256_text(agent_instruction(self.scenario, self.prompt_k, self.prompt_mode, user)),
+            "decoding": decoding(
+                temperature=self.params.temperature, top_p=self.params.top_p, max_tokens=self.params.max_tokens,
+                stop=stop_strings(self.prompt_mode, self.scenario.agent.name, user), draws=DialogAgent.max_retries + 1,
+                # a streamed reply is redrawn at the same temperature; the Dialog Agent's own retries run hotter
+                redraw_heat=0.0 if self.stream else RETRY_HEAT, **sampler,
+            ),  # fmt: skip
+            "prompt_framing": self.prompt_mode,
+            "runtime": llm.get("backend"),
+            "llm": llm,
             "asr": self.asr.name if self.asr else None,
             "tts": self.voice.model_dump(),
-            "prompt_mode": self.prompt_mode,
-            "max_tokens": self.params.max_tokens,
             "streaming": self.stream,
         }
 
@@ -160,18 +189,20 @@ class PipelineArm(Arm):
                         yield chunk
             if voiced:
                 break
+        failed = False
         if not voiced:
-            text = FALLBACK_LINE
+            text, failed = FALLBACK_LINE, True
             if not streamed:  # other backends answer whole, through the Dialog Agent and its retries
                 reply = await agent.next_turn(ctx.history)
                 timings["llm_ms"] = timings["llm_first_ms"] = _ms(t0)
                 # a reply with nothing to say aloud ("(speaking)", "[END]") would reach the caller as silence
-                text = reply.text.strip() if speakable(reply.text) else FALLBACK_LINE
-            yield TranscriptFrame("agent", text, -1, final=False)
+                if speakable(reply.text):
+                    text, failed = reply.text.strip(), False
+            yield TranscriptFrame("agent", text, -1, final=False, failed=failed)
             async for f in speak_sentence(self.tts, self.voice, text, timings, first=True):
                 yield f
             voiced = [text]
-        yield TranscriptFrame("agent", " ".join(voiced), -1, final=True)
+        yield TranscriptFrame("agent", " ".join(voiced), -1, final=True, failed=failed)
 
     async def _stream(self, ctx: CallContext, agent: DialogAgent, timings: dict[str, float], t0: float, attempt: int):
         """Voiceable chunks (str) of a streamed reply, checked as they come, and a final timing event."""
@@ -179,7 +210,7 @@ class PipelineArm(Arm):
         own, other = agent.own_name, agent.other_name
         other_last = next((t.text for t in reversed(history) if t.role != "agent"), None)
         said = [s for t in history if t.role == "agent" for s in sentences(t.text)]
-        stop = ["\n", f"{other}:", f"{own}:"] if agent.mode == "transcript" else [f"\n{other}:", f"\n{own}:"]
+        stop = stop_strings(agent.mode, own, other)
         params = agent.params.model_copy(update={"seed": derive_seed(agent.seed, "agent", len(history), attempt), "stop": stop})
         raw, used, stats, cut = "", 0, {}, False
         async with aclosing(self.llm.stream(self._prompt(agent, history), params, ctx.state.get("llm_slot"))) as pieces:

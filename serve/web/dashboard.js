@@ -42,6 +42,7 @@
         ["intention", s.calls ? `${pct(s.intention_rate)}${ci(s.intention_ci95)} (${s.intentions})` : "–"],
         ["caller turns / call", s.avg_turns === null ? "–" : s.avg_turns.toFixed(2)],
         ["latency p50 / p95", s.latency_n ? `${ms(s.latency_p50_ms)} / ${ms(s.latency_p95_ms)} (${s.latency_n} replies)` : "–"],
+        ["failed turns", `${s.failed_turns} (${pct(s.failed_share)} of agent turns)`],
         ["barge-ins", `${s.barge_ins}`],
         ["outcomes", Object.entries(s.outcomes).map(([k, v]) => `${k} ${v}`).join(", ") || "–"],
       ];
@@ -149,6 +150,7 @@
       line.textContent = `${t.idx}. ${who}: ${t.text}`;
       if (t.latency_ms !== null && t.role === "agent" && t.idx > 0) line.appendChild(el("span", { class: "muted" }, `  (${ms(t.latency_ms)})`));
       if (t.interrupted) line.appendChild(el("span", { class: "cut" }, `  [cut after ${ms(t.audio_ms)}]`));
+      if (t.failed) line.appendChild(el("span", { class: "cut" }, "  [failed: the model said nothing speakable]"));
       td.appendChild(line);
     }
     const rec = el("div", { class: "rec", style: "margin-top:.4rem" });
@@ -196,7 +198,7 @@
 
   async function load() {
     $("dashboard").hidden = false;
-    const r = await fetch("/v1/dashboard", { headers: auth() });
+    const r = await fetch("/v1/dashboard" + ($("dash-requested").checked ? "?include_requested=1" : ""), { headers: auth() });
     if (!r.ok) {
       dash.error = `HTTP ${r.status}`;
       $("dash-status").textContent = r.status === 401 ? "wrong or missing token" : `failed: HTTP ${r.status}`;
@@ -207,7 +209,11 @@
     dash.data = data; dash.error = null; dash.loads += 1;
     cards(data.report); rates(data.report); latency(data.latency, data.report); calls(data.recent);
     for (const id of open) { const row = document.querySelector(`tr.call[data-call="${id}"]`); if (row && !dash.recordings[id]) row.click(); }
-    $("dash-status").textContent = `${data.report.calls} ended calls, ${data.report.active_calls} in progress · updated ${new Date().toLocaleTimeString("en-GB")}`;
+    const rep = data.report, left = rep.requested_left_out;
+    $("dash-status").textContent = `${rep.calls} ended calls, ${rep.active_calls} in progress`
+      + (left ? ` (${left} whose arm the caller chose left out)` : "") + ` · updated ${new Date().toLocaleTimeString("en-GB")}`;
+    const diffs = rep.parity.differences;
+    $("dash-parity").textContent = diffs.length ? "The arms differ in more than the ear: " + diffs.join("; ") : "";
   }
 
   function schedule() {
@@ -219,5 +225,6 @@
   window.addEventListener("resize", () => { if (dash.data) { rates(dash.data.report); latency(dash.data.latency, dash.data.report); } });
   $("dash-open").onclick = () => { load().catch((e) => { dash.error = String(e); }); schedule(); };
   $("dash-auto").onchange = schedule;
+  $("dash-requested").onchange = () => { load().catch((e) => { dash.error = String(e); }); };
   if (new URLSearchParams(location.hash.slice(1)).get("dashboard") === "1") $("dash-open").click();
 })();

@@ -73,7 +73,8 @@ def speech_checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def audio_server(tmp_path_factory, speech_checkpoint):
-    """Both arms loaded, every call sent to the audio arm by the split."""
+    """Both arms loaded, every call sent to the audio arm by the split. With the untrained SmolLM2 checkpoint the
+    arms match (same LLM, chat prompt, greedy decoding); a checkpoint given by MADS_AUDIO_CHECKPOINT may not."""
     if shutil.which("flite") is None:
         pytest.skip("flite is not installed")
     from serve.app import ServeOptions, build_server
@@ -81,7 +82,8 @@ def audio_server(tmp_path_factory, speech_checkpoint):
     db = tmp_path_factory.mktemp("e2e-audio") / "calls.sqlite"
     opts = ServeOptions(port=0, token="e2e-token", db=db, model="smollm2", asr="tiny.en", max_tokens=24, split="audio=1",
                         audio_model=str(speech_checkpoint), realtime_factor=3.0, idle_timeout_s=120, max_turns=4,
-                        outcome="rules")  # fmt: skip
+                        outcome="rules", prompt_mode="chat", temperature=0.0,
+                        allow_mismatch=bool(os.environ.get("MADS_AUDIO_CHECKPOINT")))  # fmt: skip
     st = ServerThread(lambda: build_server(opts))
     srv = st.start()
     yield srv

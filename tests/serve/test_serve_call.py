@@ -174,3 +174,31 @@ def test_hang_up_while_the_agent_prepares_its_turn_records_it_as_unheard(tmp_pat
 
     t0 = asyncio.run(run()).turns("c1")[0]
     assert (t0["interrupted"], t0["audio_ms"]) == (1, 0)
+
+
+def test_a_fallback_turn_is_stored_as_failed(tmp_path, tts, speech):
+    from serve.arms.pipeline import FALLBACK_LINE
+
+    class Fallback(ScriptedArm):
+        """The model says nothing speakable in its reply: the arm speaks the fallback line and flags the turn."""
+
+        async def _say(self, text):
+            async for f in super()._say(text):
+                if isinstance(f, TranscriptFrame):
+                    yield TranscriptFrame("agent", text, -1, final=False, failed=text == FALLBACK_LINE)
+                    f = TranscriptFrame("agent", text, -1, final=True, failed=text == FALLBACK_LINE)
+                yield f
+
+    async def run():
+        call, store, sent = make_call(tmp_path, Fallback(tts, ["Hello, this is Li Wei.", FALLBACK_LINE]), realtime_factor=4.0)
+        await call.start()
+        await wait_for(lambda: any(isinstance(f, EventFrame) and f.name == "agent_turn_end" for _, f in sent))
+        await call.pacer.drain()
+        await feed(call, np.concatenate([speech["price"], np.zeros(16000, np.float32)]))
+        await wait_for(lambda: sum(isinstance(f, EventFrame) and f.name == "agent_turn_end" for _, f in sent) == 2)
+        await call.finish("caller_hangup", "caller")
+        return store
+
+    turns = asyncio.run(run()).turns("c1")
+    assert [(t["role"], t["failed"]) for t in turns] == [("agent", 0), ("user", 0), ("agent", 1)]
+    assert turns[2]["text"] == FALLBACK_LINE

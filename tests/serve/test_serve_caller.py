@@ -46,6 +46,7 @@ def test_two_simulated_calls_produce_an_ab_report(pipeline_server, tmp_path):
     assert recs[0]["voice"] != recs[1]["voice"]
     pipe = report["arms"]["pipeline"]
     assert pipe["calls"] >= 2 and pipe["latency_p50_ms"] > 0 and "p_value" in report
+    assert pipe["failed_turns"] == 0, "an agent turn was the fallback line: the model said nothing speakable"
     assert json.loads(rep_path.read_text())["arms"]["pipeline"]["calls"] == pipe["calls"]
     # a rerun resumes: both personas are done
     opts2 = CallerOptions(**{**opts.__dict__, "json_out": None})

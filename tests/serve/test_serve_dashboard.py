@@ -94,6 +94,33 @@ async def _server(tmp_path, tts):
 
 
 @needs_flite
+def test_report_and_dashboard_leave_requested_calls_out_unless_asked(tmp_path, tts):
+    async def run():
+        srv = await _server(tmp_path, tts)
+        srv.store.create_call("asked", arm="audio", assignment="requested", protocol="native", scenario="insurance",
+                              caller={}, recording=None)  # fmt: skip
+        srv.store.add_turn("asked", 0, "agent", "Hello.")
+        srv.store.add_turn("asked", 1, "user", "Sign me up.")
+        srv.store.add_turn("asked", 2, "agent", "Great.", latency_ms=90000.0)
+        srv.store.update_call("asked", status="ended", ended_at=time.time(), outcome="accepted", intention=1)
+        base = f"http://127.0.0.1:{srv.port}"
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        try:
+            async with httpx.AsyncClient() as h:
+                return [(await h.get(base + path, headers=auth)).json() for path in
+                        ("/v1/report", "/v1/report?include_requested=1", "/v1/dashboard", "/v1/dashboard?include_requested=1")]  # fmt: skip
+        finally:
+            await srv.close()
+
+    rep, rep_all, dash, dash_all = asyncio.run(run())
+    assert (rep["arms"]["audio"]["calls"], rep["requested_left_out"]) == (3, 1)
+    assert (rep_all["arms"]["audio"]["calls"], rep_all["requested_left_out"]) == (4, 0)
+    assert dash["report"]["requested_left_out"] == 1 and dash_all["report"]["arms"]["audio"]["calls"] == 4
+    # the latency histogram counts the replies of the calls the report counts
+    assert sum(dash_all["latency"]["counts"]["audio"]) == sum(dash["latency"]["counts"]["audio"]) + 1
+
+
+@needs_flite
 def test_dashboard_endpoints_need_the_token(tmp_path, tts):
     async def run():
         srv = await _server(tmp_path, tts)

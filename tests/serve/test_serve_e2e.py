@@ -16,6 +16,8 @@ import pytest
 from serve_helpers import needs_flite, wait_ended
 from websockets.asyncio.client import connect
 
+from serve.arms.parity import differences
+from serve.arms.pipeline import FALLBACK_LINE
 from serve.audio import StreamResampler, internal_to_twilio, ulaw_decode
 from serve.client import NativeClient
 from serve.protocol.twilio import media_event, start_event, stop_event
@@ -23,6 +25,12 @@ from serve.store import CallStore
 
 pytestmark = [pytest.mark.slow, needs_flite]
 TOKEN = "e2e-token"
+
+
+def assert_spoken(turns):
+    """Every agent turn came from the model: the fallback line would pass every other check of these calls."""
+    agent = [t for t in turns if t["role"] == "agent"]
+    assert agent and not [t for t in agent if t["failed"] or t["text"] == FALLBACK_LINE], turns
 
 
 def test_full_pipeline_call_over_a_socket(pipeline_server, speech):
@@ -38,6 +46,7 @@ def test_full_pipeline_call_over_a_socket(pipeline_server, speech):
         c.say(np.concatenate([speech["price"], np.zeros(4000, np.float32)]))
         reply = await c.next_turn_end(120)
         assert reply is not None and reply.turn == 2 and len(reply.pcm) > 1600 and reply.text
+        assert reply.text != FALLBACK_LINE
         await asyncio.sleep(len(reply.pcm) / 16000 / 3)
         c.say(np.concatenate([speech["no"], np.zeros(4000, np.float32)]))
         closing = await c.next_turn_end(120)
@@ -56,6 +65,7 @@ def test_full_pipeline_call_over_a_socket(pipeline_server, speech):
     turns = st.turns(s["call_id"])
     assert [t["role"] for t in turns] == ["agent", "user", "agent", "user", "agent"]
     assert "cost" in turns[1]["text"].lower() and "interested" in turns[3]["text"].lower()
+    assert_spoken(turns)
     for t in (turns[2], turns[4]):
         assert t["latency_ms"] > 0 and t["asr_ms"] >= 0 and t["llm_ms"] > 0 and t["tts_ms"] >= 0 and t["audio_ms"] > 0
         stages = json.loads(t["timings"])
@@ -117,6 +127,7 @@ def test_twilio_session_with_barge_in(pipeline_server, speech):
     assert call["protocol"] == "twilio" and call["end_reason"] == "caller_hangup" and call["outcome"] in ("intention", "hung_up")
     turns = st.turns(call["id"])
     assert turns[0]["interrupted"] == 1 and turns[1]["role"] == "user" and "question" in turns[1]["text"].lower()
+    assert_spoken(turns)  # the reply after the barge-in too
 
 
 def test_audio_arm_refuses_to_run_without_a_checkpoint(tmp_path):
@@ -157,7 +168,11 @@ def test_full_audio_arm_call(audio_server, speech):
     assert [t["role"] for t in turns] == ["agent", "user", "agent"]
     assert "cost" in turns[1]["text"].lower()
     assert turns[2]["text"] and turns[2]["latency_ms"] > 0 and turns[2]["llm_ms"] > 0 and turns[2]["audio_ms"] > 0
-    assert json.loads(call["server_json"])["arm"]["arm"] == "audio"
+    assert_spoken(turns)
+    described = json.loads(call["server_json"])["arm"]
+    assert described["arm"] == "audio" and described["prompt_sha256"] and described["unmatched"]
+    if not os.environ.get("MADS_AUDIO_CHECKPOINT"):  # SmolLM2 on both arms: they differ only in the ear
+        assert differences(srv.arms["pipeline"].describe(), described) == []
 
 
 def test_server_killed_mid_call_keeps_finished_turns(tmp_path, speech):
@@ -211,6 +226,7 @@ def test_server_killed_mid_call_keeps_finished_turns(tmp_path, speech):
     assert st.recover(detect_outcome) == 1  # what the next server does when it opens the store
     call = st.call(s["call_id"])
     assert "cost" in turns[1]["text"].lower() and turns[2]["text"]
+    assert_spoken(turns)
     assert (call["status"], call["end_reason"], call["user_turns"]) == ("ended", "server_lost", 1)
     assert call["outcome"] == "intention"
     with wave.open(call["recording"]) as w:  # valid up to the last block written before the kill

@@ -50,6 +50,8 @@ def test_browser_call_to_the_pipeline_arm(pipeline_server, speech, tmp_path):
     call = wait_ended(srv.store.path, state["session"]["call_id"])
     st = CallStore(srv.store.path, readonly=True)
     assert call["assignment"] == "requested" and call["user_turns"] >= 1
-    roles = [t["role"] for t in st.turns(call["id"])]
+    turns = st.turns(call["id"])
+    roles = [t["role"] for t in turns]
     assert "user" in roles and roles[roles.index("user") + 1] == "agent"
+    assert not [t for t in turns if t["failed"]], turns  # the agent's turns came from the model, not the fallback line
     assert final["closed"] and final["closeCode"] == 1000
