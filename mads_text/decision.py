@@ -163,7 +163,9 @@ class Decider:
         t0 = time.perf_counter()
         cues = last_cues(turns)
         step = rule_step(cues, marker)
-        if self.backend is not None and (cues.any() or marker):
+        # the LLM is asked only where its answer can change the verdict: to confirm or veto an accept, and to
+        # turn a bare marker into a decision; a refusal or goodbye in words stands without it
+        if self.backend is not None and (step.verdict == "accept" or (step.verdict == "continue" and marker)):
             step = await self._adjudicate(step, cues, marker, turns)
         step.seconds = time.perf_counter() - t0
         return step
@@ -180,8 +182,6 @@ class Decider:
             if ans.choice == "A":
                 return Step("accept", "rules+llm:A", step.evidence, calls)
             return Step("continue", f"llm veto:{ans.choice}", "", calls)
-        if step.verdict == "withdraw":  # a refusal or goodbye in words stands; small models call far too much "A"
-            return Step("withdraw", f"rules+llm:{ans.choice}", step.evidence, calls)
         # no rule decision: a marker alone can become a decision only when the LLM agrees and quotes the words
         if marker == "accept" and ans.choice == "A" and quote and not read_cues(quote, "").blocks_accept():
             return Step("accept", "marker+llm:A", quote, calls)

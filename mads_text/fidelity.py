@@ -2,7 +2,8 @@
 
 The worked example is Persuasion For Good: each imported persuadee becomes a
 persona, faces the same donation ask in the ``p4g`` scenario, and the simulated
-decision (``[ACCEPT]`` = donates) is compared with the real one (``B6 > 0``).
+decision (the decision module's ``accept``, recorded as the dialogue's outcome = donates) is compared with
+the real one (``B6 > 0``).
 
 All rates carry Wilson intervals; differences and correlations carry
 percentile bootstrap intervals over people.
@@ -187,7 +188,7 @@ def render_report(res: dict[str, Any], settings: dict[str, Any], coa: dict[str, 
         "| | donation rate (95 % CI) |",
         "| --- | --- |",
         f"| real (B6 > 0) | {pct(res['real_donation_rate'])} |",
-        f"| simulated ([ACCEPT]) | {pct(res['sim_donation_rate'])} |",
+        f"| simulated (decision: accept) | {pct(res['sim_donation_rate'])} |",
         f"| gap, simulated - real | {100 * res['gap_sim_minus_real']['value']:+.1f} pts "
         f"[{100 * res['gap_sim_minus_real']['lo']:+.1f}, {100 * res['gap_sim_minus_real']['hi']:+.1f}] |",
         "",

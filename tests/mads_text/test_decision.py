@@ -97,10 +97,15 @@ def test_the_llm_confirms_or_vetoes_but_never_decides_alone():
     assert (step.verdict, step.source, step.evidence, step.llm_calls) == ("accept", "rules+llm:A", "Yes, please.", 1)
     step = run(Decider(SC, ScriptedBackend(Judge("B"))).decide(said))
     assert step.verdict == "continue" and step.source == "llm veto:B"
-    # a goodbye in words is never vetoed: small models answer "A" far too readily
+    # a goodbye in words stands, so the LLM (which answers "A" far too readily) is not even asked
     bye = [T("agent", "Anything else?"), T("user", "No, that's all. Goodbye.")]
-    step = run(Decider(SC, ScriptedBackend(Judge("A", "Goodbye"))).decide(bye))
-    assert (step.verdict, step.source) == ("withdraw", "rules+llm:A")
+    be = ScriptedBackend(Judge("A", "Goodbye"))
+    step = run(Decider(SC, be).decide(bye))
+    assert (step.verdict, step.source, step.llm_calls) == ("withdraw", "rules", 0) and be.calls == []
+    # a cue that cannot end the call (a question) costs no LLM call either
+    be = ScriptedBackend(Judge("A", "sign me up"))
+    step = run(Decider(SC, be).decide([T("agent", PROPOSAL), T("user", "Could you sign me up later, maybe?")]))
+    assert step.verdict == "continue" and be.calls == []
     # no cue and no marker: no LLM call at all, whatever it would say
     be = ScriptedBackend(Judge("A", "It covers a lot"))
     step = run(Decider(SC, be).decide([T("agent", "Hi"), T("user", "It covers a lot, right?")]))
