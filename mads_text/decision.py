@@ -151,7 +151,7 @@ class Decider:
             raise ValueError("the hybrid decision needs an LLM backend")
         self.frame = frame if isinstance(frame, CallFrame) else CallFrame.of(frame)
         self.backend = backend if mode != "rules" else None
-        self.params = params or GenParams(temperature=0.0, max_tokens=80, seed=0)
+        self.params = params or GenParams(temperature=0.0, max_tokens=200, seed=0)  # room for a 200-character quote and the choice
         self.context_turns = context_turns
 
     @property
