@@ -88,7 +88,8 @@ REFUSE = _rx(
     r"\bi'?m not (?:buying|going to (?:buy|sign|do|take|apply|book)|signing|doing (?:it|this|that)|taking (?:it|this))\b",
     r"\bi (?:won'?t|will not) (?:buy|sign|do|take|apply|book|commit|be buying)\b",
     r"\b(?:i'?ve|i have) decided (?:not to|against)\b", r"\bi'?ll have to (?:decline|say no|pass)\b",
-    r"\bi (?:decline|refuse)\b", r"\bno deal\b", r"\bnot going to happen\b", r"\bforget (?:it|about it)\b",
+    r"\bi (?:decline|refuse)\b", r"\b(?:need|have|want|going) to (?:decline|refuse|turn down)\b",
+    r"\b(?:decline|turn down|refuse) (?:the|your|this|that) (?:offer|proposal|product|plan)\b", r"\bno deal\b", r"\bnot going to happen\b", r"\bforget (?:it|about it)\b",
     r"\bi'?ll (?:look|shop) (?:elsewhere|somewhere else|around)\b",
     r"\b(?:can'?t|cannot|won'?t|will not) accept (?:your|the|this|that) (?:offer|proposal|invitation)\b",
     r"\bi (?:don'?t|do not) think i (?:can|will|want to) (?:do|take|buy|afford|go ahead with) (?:this|it|that)\b",
@@ -101,7 +102,8 @@ SOFT_NO = _rx(
     r"\bout of my (?:budget|price range|range)\b", r"\bmore than i can (?:afford|pay|spend|put)\b",
     r"\bdon'?t have (?:the|that kind of|enough|any) money\b", r"\bno money to spare\b", r"\bnot in (?:my|the) budget\b",
     r"\bmoney is (?:tight|short)\b", r"\bcan'?t take on (?:another|any more|more)\b", r"\bcan'?t (?:pay|spend) (?:that|this|so) much\b",
-    r"\bcan'?t (?:put|pay|spend|afford) more than\b",
+    r"\bcan'?t (?:put|pay|spend|afford) more than\b", r"\bmore than i (?:want|'?m willing|am willing) to (?:spend|pay|put)\b",
+    r"\b(?:don'?t|do not) have [^.?!]{0,20}\b(?:spare|to spare)\b",
 )
 END = _rx(
     r"\b(?:good ?bye|bye|bye-bye)\b", r"\bhave a (?:good|nice|great|lovely) (?:day|one|evening|afternoon|night)\b",
