@@ -35,7 +35,8 @@ from .stance import derive_stance, render_stance
 PromptMode = Literal["chat", "transcript"]
 
 STAGE_ONLY = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*")
-LEADING_STAGE = re.compile(r"^\s*(?:\((?!\s*\d)[^)]{1,60}\)|\*[^*]{1,60}\*)\s*")
+LEADING_STAGE = re.compile(r"^\s*(?:\((?!\s*\d)[^)]{1,60}\)|\*[^*]{1,60}\*|\[(?!\s*(?:ACCEPT|WITHDRAW|END)\s*\])[^\]]{1,60}\])\s*",
+                           re.IGNORECASE)
 RETRY_HEAT = 0.2  # temperature added per retry
 MARKER_RE = re.compile(r"\[\s*(ACCEPT(?:ED)?|WITHDRAW(?:N|S)?)\s*\]", re.IGNORECASE)
 GENERIC_PREFIXES = ("assistant", "user", "agent", "customer", "salesperson", "sales agent", "consultant", "caller", "client")
@@ -265,6 +266,8 @@ class _Participant:
         if best.retry == "only repeats":  # every sample only repeated itself: kept as written, and counted
             reply.repeats_kept = len(sentences(best.text))
         reply.text, reply.marker = extract_marker(best.text)
+        if self.role == "user" and best.retry == "empty":
+            reply.text = ""  # only stage directions ("[Hui is ready to say yes.]"), never words anyone said aloud
         if self.role == "agent":
             reply.marker = None  # only the customer ends a call with a decision
         # a customer reply that stayed a bare marker keeps no words: the orchestrator ends the call on it

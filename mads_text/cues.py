@@ -70,7 +70,7 @@ DEFER = _rx(
     r"\b(?:talk|speak|discuss|check|consult)(?: it| this| that)?(?: over)? (?:with|to) (?:my|our) \w+",
     r"\bask (?:my|our) (?:wife|husband|spouse|partner|family|kids|son|daughter|parents|boss|accountant)\b",
     r"\b(?:call|ring|contact|phone) me (?:back|later|another time|next|tomorrow|some other time|in a)\b",
-    r"\bget back to you\b", r"\blet you know\b", r"\bnot (?:right )?now\b", r"\bnot today\b",
+    r"\bget back to you\b", r"\blet you know\b", r"\bi'?ll (?:call|ring|phone|contact) you(?: back)?\b", r"\bnot (?:right )?now\b", r"\bnot today\b",
     r"\bmaybe (?:later|next|some other time|another time|some day|one day)\b", r"\bsome other time\b",
     r"\b(?:need|want) (?:some |more )?time\b", r"\bnot ready\b",
     r"\b(?:send|email|mail|text|give) me (?:some |more |the |a |your )?(?:information|info|details|brochure|materials?|"
@@ -109,7 +109,8 @@ END = _rx(
     r"\b(?:good ?bye|bye|bye-bye)\b", r"\bhave a (?:good|nice|great|lovely) (?:day|one|evening|afternoon|night)\b",
     r"\bhang(?:ing)? up\b", r"\bi (?:have|need|got) to go\b", r"\bgotta go\b", r"\btalk (?:to you )?(?:later|soon)\b",
     r"\btake care\b(?! of)", r"\bend (?:the|this|our) (?:call|conversation)\b", r"\bi'?m (?:going to|gonna) hang up\b",
-    r"\b(?:can'?t|won'?t) (?:talk|do this|take (?:it|this))\b[^.?!]{0,25}\bany ?more\b",
+    r"\b(?:can'?t|won'?t) (?:talk|do this|take (?:it|this)|handle (?:it|this))\b[^.?!]{0,25}\bany ?more\b",
+    r"^\W*i'?m done\b(?! with (?:my|the) )", r"\bi (?:want|need|have) to (?:leave|go now)\b",
 )
 NEGATION = re.compile(r"\b(?:not|don'?t|do not|doesn'?t|never|won'?t|can'?t|cannot|wouldn'?t|isn'?t|no|nor|neither)\b"
                       r"(?:\W+\w+){0,3}\W*$", re.IGNORECASE)

@@ -27,6 +27,9 @@ from .llm import GenParams, LLMBackend, LLMError, LLMUnavailable, make_backend
 from .personas import GROUPS, Persona, render_agent_prompt, sample_personas
 from .scenario import Scenario, load_scenario
 
+# a customer reply with no spoken words ends the call undecided: a bare end marker, or only stage directions
+NO_WORDS = ("marker_only", "no_words")
+
 
 class SimulationConfig(BaseModel):
     scenario: str = "insurance"
@@ -98,7 +101,7 @@ async def run_dialogue(
     rounds = 0
     t0 = time.perf_counter()
     try:
-        while rounds < cfg.max_rounds and decision.outcome == "undecided" and decision.source != "marker_only":
+        while rounds < cfg.max_rounds and decision.outcome == "undecided" and decision.source not in NO_WORDS:
             for participant in (agent, user):
                 r = await participant.next_turn(turns)
                 usage.add(r.prompt_tokens, r.completion_tokens)
@@ -110,8 +113,9 @@ async def run_dialogue(
                 if participant.role == "agent":
                     turns.append(Turn(role="agent", text=r.text))
                     continue
-                if not r.text:  # the customer only ever wrote an end marker: no words to store or to judge
-                    decision = Decision(outcome="undecided", round=rounds + 1, source="marker_only", marker=r.marker)
+                if not r.text:  # the customer only ever wrote an end marker or stage directions: no words to judge
+                    decision = Decision(outcome="undecided", round=rounds + 1,
+                                        source="marker_only" if r.marker else "no_words", marker=r.marker)
                     break
                 rounds += 1
                 turns.append(Turn(role="user", text=r.text, marker=r.marker))
@@ -127,7 +131,7 @@ async def run_dialogue(
     except LLMError as e:
         error = str(e)
     outcome = ("error" if error else decision.outcome if decision.outcome != "undecided"
-               else "undecided" if decision.source == "marker_only" else "max_rounds")
+               else "undecided" if decision.source in NO_WORDS else "max_rounds")
     stats.wall_s = round(time.perf_counter() - t0, 3)
     stats.decision_s = round(stats.decision_s, 3)
     return DialogueRecord(

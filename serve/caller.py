@@ -112,8 +112,9 @@ async def simulated_call(
             if decision is not None or said >= opts.max_turns:
                 break
             reply = await agent.next_turn(history)
-            if not reply.text:  # only ever a bare end marker: nothing to say, so the caller hangs up
-                decision = Decision(outcome="undecided", round=said + 1, source="marker_only", marker=reply.marker)
+            if not reply.text:  # only ever a bare end marker or stage directions: nothing to say, the caller hangs up
+                decision = Decision(outcome="undecided", round=said + 1,
+                                    source="marker_only" if reply.marker else "no_words", marker=reply.marker)
                 break
             audio = await asyncio.to_thread(tts.synthesize, reply.text, voice)
             client.say(np.concatenate([audio, np.zeros(1600, dtype=np.float32)]))

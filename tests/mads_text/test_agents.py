@@ -70,6 +70,16 @@ def test_a_bare_marker_is_sampled_again_and_never_given_words():
     assert (r.text, r.marker, r.marker_only_retries) == ("Fine, send me the link.", "accept", 1)
 
 
+def test_stage_directions_are_never_stored_as_words():
+    # a leading note is cut; a reply that is only notes is sampled again, then ends with no words at all
+    be = ScriptedBackend(["[Hui is ready to say yes.] Fine, send me the link."])
+    r = run(UserAgent(P, SC, be, "transcript").next_turn([Turn(role="agent", text="Shall I send the link?")]))
+    assert r.text == "Fine, send me the link." and r.calls == 1
+    be = ScriptedBackend(["[Hui is ready to say yes.]", "(nods)", "*smiles*"])
+    r = run(UserAgent(P, SC, be, "transcript").next_turn([Turn(role="agent", text="Shall I send the link?")]))
+    assert (r.text, r.marker, r.calls, r.empty_retries) == ("", None, 3, 3)
+
+
 def test_the_agent_does_not_repeat_a_sentence_it_already_said():
     said = [Turn(role="agent", text="Our plan covers 70 major illnesses. It costs 288 RMB a month."),
             Turn(role="user", text="Hmm.")]

@@ -35,6 +35,9 @@ def run(coro):
         ("189,900 is more than I want to spend on a car.", "", "soft_no"),
         ("No.", PROPOSAL, "refuse"),
         ("Have a nice day.", "", "end"),
+        ("I'm done. I want to leave.", "", "end"),
+        ("I can't handle this anymore.", "", "end"),
+        ("I'll book it some day. I'll call you back with a quote.", "", "defer"),
     ],
 )
 def test_cues_found(said, agent, cue):
