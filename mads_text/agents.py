@@ -35,6 +35,7 @@ from .stance import derive_stance, render_stance
 PromptMode = Literal["chat", "transcript"]
 
 STAGE_ONLY = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*")
+REPEAT_DRY = 0.8
 LEADING_STAGE = re.compile(r"^\s*(?:\((?!\s*\d)[^)]{1,60}\)|\*[^*]{1,60}\*|\[(?!\s*(?:ACCEPT|WITHDRAW|END)\s*\])[^\]]{1,60}\])\s*",
                            re.IGNORECASE)
 RETRY_HEAT = 0.2  # temperature added per retry
@@ -224,6 +225,8 @@ class _Participant:
             params = self.params.model_copy(update={
                 "seed": derive_seed(self.seed, self.role, len(history), attempt), "stop": stop,
                 "temperature": self.params.temperature + RETRY_HEAT * attempt,
+                # after a sample that only repeated the call, the runtime's own repetition penalty joins in
+                "dry_multiplier": REPEAT_DRY if reply.repeat_retries else 0.0,
             })
             c = await self.backend.complete(prompt, params)
             reply.calls += 1

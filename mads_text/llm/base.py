@@ -37,6 +37,10 @@ class GenParams(BaseModel):
     json_schema: dict[str, Any] | None = Field(
         None, description="Constrain the output to this JSON schema where the backend can"
     )
+    dry_multiplier: float = Field(
+        0.0, ge=0.0, description="llama.cpp's DRY penalty on repeating any stretch of the context (embedded backend; "
+        "0 = off, others ignore it)"
+    )
 
 
 class Completion(BaseModel):

@@ -120,6 +120,9 @@ class EmbeddedBackend(LLMBackend):
             body["stop"] = list(params.stop)
         if params.seed is not None:
             body["seed"] = int(params.seed) & 0x7FFFFFFF
+        if params.dry_multiplier:
+            # whole context; stretches up to 4 tokens ("288 RMB per month") may come back, longer ones are penalised
+            body.update(dry_multiplier=params.dry_multiplier, dry_allowed_length=4, dry_penalty_last_n=self.n_ctx_per_slot)
         schema = None
         if params.json_schema is not None:
             # llguidance otherwise lets small models pad JSON with newlines until max_tokens

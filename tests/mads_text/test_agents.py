@@ -92,6 +92,8 @@ def test_the_agent_does_not_repeat_a_sentence_it_already_said():
     be = ScriptedBackend(["It costs 288 RMB a month.", "Would you like the 178 RMB starter plan instead?"])
     r = run(DialogAgent(SC, be, "transcript", user_name="Fang").next_turn(said))
     assert r.text == "Would you like the 178 RMB starter plan instead?" and r.repeat_retries == 1
+    # the retry asks the runtime to penalise repeating the context; a first sample does not
+    assert be.calls[0][1].dry_multiplier == 0 and be.calls[1][1].dry_multiplier > 0
     # short acknowledgements may come back
     be = ScriptedBackend(["Sure. It is issued the same day."])
     r = run(DialogAgent(SC, be, "transcript", user_name="Fang").next_turn(said + [
