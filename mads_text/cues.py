@@ -22,9 +22,9 @@ _ACT = (r"buy|purchase|apply|sign up|signup|subscribe|book|register|enrol|enroll
         r"donate|contribute|pledge|give (?:you |them )?(?:\$?\d|a dollar|one|two|half|fifty|the full|money|a donation)|"
         r"take (?:it|the \w+(?: \w+)?|out the \w+)|get (?:it|the \w+(?: \w+)?)|go with (?:it|the \w+(?: \w+)?)|"
         r"start the (?:application|process|assessment|questionnaire)|do the (?:risk )?(?:assessment|questionnaire)|"
-        r"fill (?:in|out) the (?:application|form|questionnaire)|schedule (?:it|one|a|the)|come (?:in|by|over)")
+        r"fill (?:in|out) the (?:application|form|questionnaire)|schedule (?:it|one|a|the)|come (?:in|by|over)|do it\b(?! later)")
 COMMIT = _rx(
-    r"\bsign me up\b", r"\bcount me in\b", r"\bwhere do i sign\b", r"\bput me down (?:for|on)\b",
+    r"\bsign me up\b", r"\bcount me in\b", r"\bi'?ll say yes\b", r"\bi say yes\b", r"\bwhere do i sign\b", r"\bput me down (?:for|on)\b",
     r"\bi'?ll take (?:it|one|that|this|the [\w-]+(?: [\w-]+)?)\b", r"\bi will take (?:it|one|that|this|the)\b",
     r"\blet'?s (?:do it|do that|do this|go ahead|go with|proceed|book|schedule|set (?:it|that|one) up|sign)\b",
     r"\bgo ahead (?:and|with) (?:send|book|sign|set|schedule|register|apply|enrol|subscribe|start|process|reserve)",
@@ -88,7 +88,7 @@ REFUSE = _rx(
     r"\bi'?m not (?:buying|going to (?:buy|sign|do|take|apply|book)|signing|doing (?:it|this|that)|taking (?:it|this))\b",
     r"\bi (?:won'?t|will not) (?:buy|sign|do|take|apply|book|commit|be buying)\b",
     r"\b(?:i'?ve|i have) decided (?:not to|against)\b", r"\bi'?ll have to (?:decline|say no|pass)\b",
-    r"\bi (?:decline|refuse)\b", r"\b(?:need|have|want|going) to (?:decline|refuse|turn down)\b",
+    r"\bi (?:decline|refuse)\b", r"\bi (?:can'?t|cannot) do (?:it|this|that)\W*$", r"\b(?:need|have|want|going) to (?:decline|refuse|turn down)\b",
     r"\b(?:decline|turn down|refuse) (?:the|your|this|that) (?:offer|proposal|product|plan)\b", r"\bno deal\b", r"\bnot going to happen\b", r"\bforget (?:it|about it)\b",
     r"\bi'?ll (?:look|shop) (?:elsewhere|somewhere else|around)\b",
     r"\b(?:can'?t|cannot|won'?t|will not) accept (?:your|the|this|that) (?:offer|proposal|invitation)\b",
@@ -102,7 +102,7 @@ SOFT_NO = _rx(
     r"\bout of my (?:budget|price range|range)\b", r"\bmore than i can (?:afford|pay|spend|put)\b",
     r"\bdon'?t have (?:the|that kind of|enough|any) money\b", r"\bno money to spare\b", r"\bnot in (?:my|the) budget\b",
     r"\bmoney is (?:tight|short)\b", r"\bcan'?t take on (?:another|any more|more)\b", r"\bcan'?t (?:pay|spend) (?:that|this|so) much\b",
-    r"\bcan'?t (?:put|pay|spend|afford) more than\b", r"\bmore than i (?:want|'?m willing|am willing) to (?:spend|pay|put)\b",
+    r"\bcan'?t (?:put|pay|spend|afford) more than\b", r"\bnot affordable\b", r"\bunaffordable\b", r"\bmore than i (?:want|'?m willing|am willing) to (?:spend|pay|put)\b",
     r"\b(?:don'?t|do not) have [^.?!]{0,20}\b(?:spare|to spare)\b",
 )
 END = _rx(

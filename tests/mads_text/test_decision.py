@@ -36,6 +36,10 @@ def run(coro):
         ("No.", PROPOSAL, "refuse"),
         ("Have a nice day.", "", "end"),
         ("I'm done. I want to leave.", "", "end"),
+        ("I'm ready to do it, thank you.", "", "commit"),
+        ("I'll say yes, thank you.", "", "commit"),
+        ("I can't do it.", "", "refuse"),
+        ("No, it's not affordable for me.", "", "soft_no"),
         ("I can't handle this anymore.", "", "end"),
         ("I'll book it some day. I'll call you back with a quote.", "", "defer"),
     ],
@@ -51,6 +55,7 @@ def test_cues_found(said, agent, cue):
         ("I don't want to sign up for anything today.", ""),  # negated
         ("If it were cheaper I'd take it.", ""),  # hedged
         ("Hmm, maybe I'll apply later.", ""),
+        ("I'll do it later.", ""),
         ("Can I apply online?", ""),  # asked about, not done
         ("Yes, but how much is it per year?", PROPOSAL),  # a yes with a but
         ("Yes.", "It covers 70 major illnesses."),  # a yes to no proposal

@@ -36,3 +36,18 @@ def test_a_call_with_a_missing_label_is_refused(tmp_path):
     bad.write_text(json.dumps(line) + "\n")
     with pytest.raises(ValueError, match="labels for"):
         load_sales(bad)
+
+
+def test_the_shipped_attitude_head_holds_on_sales_calls_it_never_saw():
+    # the test split's calls are not in the shipped head's training data (docs/customers.md)
+    from mads_text.labelers.embedded import shared_encoder
+    from mads_text.labelers.heads import SHIPPED_DIR
+    from train.labeler_sales import majority, round_scores
+
+    recs = load_sales(DATA)
+    train, test = split(recs, "train"), split(recs, "test")
+    got = round_scores(SHIPPED_DIR, test, shared_encoder())
+    base = majority(train, test)
+    assert got["n"] == len(gold_rounds(test)) >= 150
+    assert got["macro_f1"] >= 0.55 and got["macro_f1"] >= base["macro_f1"] + 0.3
+    assert all(got["per_class_f1"][c] > 0.3 for c in ("negative", "neutral", "positive", "acceptance"))
