@@ -128,6 +128,15 @@ def rule_step(c: Cues, marker: str | None) -> Step:
     return Step("continue", "rules", "")
 
 
+# a customer reply with no spoken words ends the call undecided: a bare end marker, or only stage directions
+NO_WORDS = ("marker_only", "no_words")
+
+
+def no_words(round_: int, marker: str | None) -> Decision:
+    """The decision when the customer's reply, after its retries, holds no words to judge."""
+    return Decision(outcome="undecided", round=round_, source="marker_only" if marker else "no_words", marker=marker)
+
+
 def decide_call(turns: Sequence[Turn]) -> Decision:
     """Rules only, synchronously: the first decisive customer turn of a call (the voice server's detector)."""
     rnd = 0

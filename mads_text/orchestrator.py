@@ -22,13 +22,10 @@ from pydantic import BaseModel, Field, model_validator
 from .agents import DialogAgent, UserAgent, derive_seed
 from .common import runstore
 from .common.records import Decision, DialogueRecord, DialogueStats, RunManifest, Turn, Usage
-from .decision import Decider
+from .decision import NO_WORDS, Decider, no_words
 from .llm import GenParams, LLMBackend, LLMError, LLMUnavailable, make_backend
 from .personas import GROUPS, Persona, render_agent_prompt, sample_personas
 from .scenario import Scenario, load_scenario
-
-# a customer reply with no spoken words ends the call undecided: a bare end marker, or only stage directions
-NO_WORDS = ("marker_only", "no_words")
 
 
 class SimulationConfig(BaseModel):
@@ -114,8 +111,7 @@ async def run_dialogue(
                     turns.append(Turn(role="agent", text=r.text))
                     continue
                 if not r.text:  # the customer only ever wrote an end marker or stage directions: no words to judge
-                    decision = Decision(outcome="undecided", round=rounds + 1,
-                                        source="marker_only" if r.marker else "no_words", marker=r.marker)
+                    decision = no_words(rounds + 1, r.marker)
                     break
                 rounds += 1
                 turns.append(Turn(role="user", text=r.text, marker=r.marker))

@@ -29,7 +29,7 @@ import numpy as np
 from mads_audio.asr import WhisperASR
 from mads_text.agents import UserAgent, derive_seed
 from mads_text.common.records import Decision, Turn
-from mads_text.decision import Decider
+from mads_text.decision import Decider, no_words
 from mads_text.llm import GenParams, LLMBackend, make_backend
 from mads_text.personas import Persona, sample_personas
 from mads_text.scenario import Scenario, load_scenario
@@ -113,8 +113,7 @@ async def simulated_call(
                 break
             reply = await agent.next_turn(history)
             if not reply.text:  # only ever a bare end marker or stage directions: nothing to say, the caller hangs up
-                decision = Decision(outcome="undecided", round=said + 1,
-                                    source="marker_only" if reply.marker else "no_words", marker=reply.marker)
+                decision = no_words(said + 1, reply.marker)
                 break
             audio = await asyncio.to_thread(tts.synthesize, reply.text, voice)
             client.say(np.concatenate([audio, np.zeros(1600, dtype=np.float32)]))

@@ -47,16 +47,21 @@ async def wait_for(pred, timeout=30.0):
         await asyncio.sleep(0.02)
 
 
+async def one_exchange(call, sent, utterance):
+    """The opening, one caller utterance, the agent's answer, then the caller hangs up."""
+    await call.start()
+    await wait_for(lambda: any(isinstance(f, EventFrame) and f.name == "agent_turn_end" for _, f in sent))
+    await call.pacer.drain()
+    await feed(call, np.concatenate([utterance, np.zeros(16000, np.float32)]))
+    await wait_for(lambda: sum(isinstance(f, EventFrame) and f.name == "agent_turn_end" for _, f in sent) == 2)
+    await call.finish("caller_hangup", "caller")
+
+
 def test_reply_to_an_utterance_with_latency_and_records(tmp_path, tts, speech):
     async def run():
         arm = ScriptedArm(tts, ["Hello, this is Li Wei.", "It is two eighty eight a month."])
         call, store, sent = make_call(tmp_path, arm, realtime_factor=4.0)
-        await call.start()
-        await wait_for(lambda: any(isinstance(f, EventFrame) and f.name == "agent_turn_end" for _, f in sent))
-        await call.pacer.drain()
-        await feed(call, np.concatenate([speech["price"], np.zeros(16000, np.float32)]))
-        await wait_for(lambda: sum(isinstance(f, EventFrame) and f.name == "agent_turn_end" for _, f in sent) == 2)
-        await call.finish("caller_hangup", "caller")
+        await one_exchange(call, sent, speech["price"])
         return store, sent, arm
 
     store, sent, arm = asyncio.run(run())
@@ -191,12 +196,7 @@ def test_a_fallback_turn_is_stored_as_failed(tmp_path, tts, speech):
 
     async def run():
         call, store, sent = make_call(tmp_path, Fallback(tts, ["Hello, this is Li Wei.", FALLBACK_LINE]), realtime_factor=4.0)
-        await call.start()
-        await wait_for(lambda: any(isinstance(f, EventFrame) and f.name == "agent_turn_end" for _, f in sent))
-        await call.pacer.drain()
-        await feed(call, np.concatenate([speech["price"], np.zeros(16000, np.float32)]))
-        await wait_for(lambda: sum(isinstance(f, EventFrame) and f.name == "agent_turn_end" for _, f in sent) == 2)
-        await call.finish("caller_hangup", "caller")
+        await one_exchange(call, sent, speech["price"])
         return store
 
     turns = asyncio.run(run()).turns("c1")
