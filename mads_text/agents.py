@@ -140,12 +140,13 @@ def clean_reply(
     core, marker = extract_marker(text)
     if not core:
         return Cleaned(text, cleaned, "marker only" if marker else "empty")
-    if not STAGE_ONLY.sub("", core).strip(" .,!?-"):  # "[END]", "(hangs up)": a direction, no words spoken
+    if not re.search(r"[^\W_]", STAGE_ONLY.sub("", core)):  # "[END]", "(hangs up)", "[", ".": no words spoken
         return Cleaned(text, cleaned, "empty")
-    # a direction in front of the words ("(short, casual speech) Hi") is no part of what was said: cut it
+    # a direction in front of the words ("(short, casual speech) Hi") is no part of what was said: cut it, with the
+    # punctuation it leaves behind ("(smiles). Thanks." is "Thanks.")
     lead = LEADING_STAGE.match(text)
     if lead:
-        text, cleaned = text[lead.end():], True
+        text, cleaned = text[lead.end():].lstrip(" .,;:-"), True
     if other_last and len(_norm_words(core)) >= 4 and _overlap(core, other_last) >= 0.8:
         return Cleaned(text, cleaned, "echoed the other speaker")
     for phrase in impersonation or []:

@@ -18,28 +18,44 @@ def _rx(*pats: str) -> re.Pattern:
     return re.compile("|".join(f"(?:{p})" for p in pats), re.IGNORECASE)
 
 
+# words that may stand between "I'll" and the act: "I'll definitely take it", "I'm ready to go ahead and apply"
+_ADV = r"(?:definitely|certainly|gladly|happily|really|just|now|then|also|go ahead and|need to|have to)"
+# "I'll take that into account" takes nothing
+_NOT_TAKE = r"(?! into\b| as\b| seriously| under\b| to heart)"
+
+
 _ACT = (r"buy|purchase|apply|sign up|signup|subscribe|book|register|enrol|enroll|go ahead|proceed|go for it|"
         r"donate|contribute|pledge|give (?:you |them )?(?:\$?\d|a dollar|one|two|half|fifty|the full|money|a donation)|"
-        r"take (?:it|the \w+(?: \w+)?|out the \w+)|get (?:it|the \w+(?: \w+)?)|go with (?:it|the \w+(?: \w+)?)|"
+        r"take (?:it|this|that|one|the (?!time\b)\w+(?: \w+)?|out the \w+)(?! into\b| as\b| seriously| under\b| to heart)|"
+        r"accept (?:the|this|your) (?:offer|plan|policy|proposal)|get (?:it|this|that|one|the (?!money|refund|details|information|info|guarantee)\w+(?: \w+)?)(?! back)|go with (?:it|the \w+(?: \w+)?)|"
         r"start the (?:application|process|assessment|questionnaire)|do the (?:risk )?(?:assessment|questionnaire)|"
         r"fill (?:in|out) the (?:application|form|questionnaire)|schedule (?:it|one|a|the)|come (?:in|by|over)|do it\b(?! later)")
 COMMIT = _rx(
     r"\bsign me up\b", r"\bcount me in\b", r"\bi'?ll say yes\b", r"\bi say yes\b", r"\bwhere do i sign\b", r"\bput me down (?:for|on)\b",
-    r"\bi'?ll take (?:it|one|that|this|the [\w-]+(?: [\w-]+)?)\b", r"\bi will take (?:it|one|that|this|the)\b",
+    rf"\b(?:i'?ll|i will)(?: {_ADV})* take (?:it|one|that|this|the (?!time\b)[\w-]+(?: [\w-]+)?)\b{_NOT_TAKE}",
     r"\blet'?s (?:do it|do that|do this|go ahead|go with|proceed|book|schedule|set (?:it|that|one) up|sign)\b",
     r"\bgo ahead (?:and|with) (?:send|book|sign|set|schedule|register|apply|enrol|subscribe|start|process|reserve)",
     rf"\b(?:i'?ll|i will|i want to|i'?d like to|i would like to|i'?m ready to|i am ready to|i'?m going to|i'd love to|i can)"
-    rf"(?: need to| have to| go ahead and| just)? (?:{_ACT})\b",
+    rf"(?: {_ADV})* (?:{_ACT})\b",
+    # paying or investing is a commitment only from someone saying they will, not "I can pay 200 a month"
+    rf"\b(?:i'?ll|i will|i want to|i'?d like to|i would like to|i'?m ready to|i am ready to|i'?m going to)(?: {_ADV})* "
+    r"(?:invest (?:in (?:it|this|that|the \w+)|[\d,]+|the)|pay (?:the (?:premium|deposit|first|fee)|[\d,]+|it\b|for it))",
     r"\b(?:send|text|email|message) (?:me |over )?(?:the |that |your |a )?(?:application |sign-?up |registration |payment |purchase )?link\b",
-    r"\b(?:book|schedule|reserve) (?:me|it|a (?:slot|time|test drive|drive|visit|appointment)|the (?:test drive|appointment|drive|visit))\b",
-    r"\b(?:it'?s|that'?s) a deal\b", r"\bdeal[.!]",
+    # an order to book, at the head of a clause ("Book me for Saturday", "Okay, please reserve a slot"); "I need to
+    # book a test drive within three months" states a need and is no commitment
+    r"^\W*(?:(?:yes|yeah|ok|okay|sure|alright|great|then|so|please|just|go ahead and)\W+)*"
+    r"(?:book|schedule|reserve) (?:me|it|a (?:slot|time|test drive|drive|visit|appointment)|the (?:test drive|appointment|drive|visit))\b",
+    r"\b(?:it'?s|that'?s) a deal\b", r"^\W*deal\b",
+    r"\bi accept\b(?! that)", r"\bi agree to (?:subscribe|buy|purchase|apply|sign|book|register|it\b|this\b|the (?:offer|terms|plan|policy))",
     r"\bmy (?:phone )?(?:number|email|contact)(?: details)? is\b", r"\byou can (?:reach|call|contact|text) me (?:at|on)\b",
     r"\b(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|tomorrow|tonight|this evening)\b[^.?!]{0,40}"
     r"\b(?:works|is fine|is good|suits me|sounds good|is perfect|it is)\b",
     r"\bsee you (?:on|at|then|tomorrow|monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b",
 )
 # a link asked for is a link agreed to, even phrased as a question
-LINK_REQUEST = _rx(r"\b(?:can|could|would|will) you (?:please )?(?:send|text|email|give) me (?:the |that |your |a |an )?"
+LINK_REQUEST = _rx(r"\b(?:i'?d like|i would like|i want|i need)(?: to (?:see|get|have|receive))? (?:the |a |an |your )?"
+                   r"(?:\w+ )?(?:application |sign-?up |registration |payment )?link\b",
+                   r"\b(?:can|could|would|will) you (?:please )?(?:send|text|email|give) me (?:the |that |your |a |an )?"
                    r"(?:application |sign-?up |registration |payment )?link\b",
                    r"\b(?:can|could|may) i (?:get|have) (?:the |that |your |a |an )?(?:application |sign-?up |registration |"
                    r"payment )?link\b")
@@ -63,7 +79,7 @@ PROPOSAL = _rx(
 YES = re.compile(r"^\W*(?:(?:um+|uh+|oh|well|hmm+|ah)\W+)?(?:yes|yeah|yep|yup|sure|okay|ok|alright|all right|of course|"
                  r"absolutely|definitely|certainly|please do|go ahead|sounds good|that works|that'?s fine|fine|why not|"
                  r"let'?s do it|perfect|great)\b", re.IGNORECASE)
-NO = re.compile(r"^\W*(?:no|nope|nah|not really)\b", re.IGNORECASE)
+NO = re.compile(r"^\W*(?:no|nope|nah|not really|i (?:don'?t|do not) want\b|i'?d rather not)\b", re.IGNORECASE)
 DEFER = _rx(
     r"\bthink (?:about|it over|on|this over|that over)\b", r"\bsleep on it\b", r"\bmull it over\b",
     r"\bgive it (?:some )?(?:thought|a thought)\b",
@@ -76,6 +92,7 @@ DEFER = _rx(
     r"\b(?:send|email|mail|text|give) me (?:some |more |the |a |your )?(?:information|info|details|brochure|materials?|"
     r"documents?|paperwork|terms|quote)\b",
     r"\bi'?ll (?:consider|look into|look it up|check it out|check online|read up|do some research|research)\b",
+    r"\b(?:can'?t|cannot|won'?t|not)\b[^.?!]{0,30}\b(?:right now|at the moment|at (?:this|the present) time|for now|yet)\b",
     r"\blet me (?:think|check|consider|look|see|sleep)\b", r"\bi'?m not sure\b", r"\bnot sure (?:yet|about)\b",
     r"\bhave to (?:think|check|discuss|talk)\b", r"\bneed to (?:think|check|discuss|talk|consult)\b",
 )
@@ -88,14 +105,30 @@ REFUSE = _rx(
     r"\bi'?m not (?:buying|going to (?:buy|sign|do|take|apply|book)|signing|doing (?:it|this|that)|taking (?:it|this))\b",
     r"\bi (?:won'?t|will not) (?:buy|sign|do|take|apply|book|commit|be buying)\b",
     r"\b(?:i'?ve|i have) decided (?:not to|against)\b", r"\bi'?ll have to (?:decline|say no|pass)\b",
-    r"\bi (?:decline|refuse)\b", r"\bi (?:can'?t|cannot) do (?:it|this|that)\W*$", r"\b(?:need|have|want|going) to (?:decline|refuse|turn down)\b",
+    r"\bi (?:decline|refuse)\b", r"\bi (?:can'?t|cannot) do (?:it|this|that)(?=\W*$|,)", r"\b(?:need|have|want|going) to (?:decline|refuse|turn down)\b",
     r"\b(?:decline|turn down|refuse) (?:the|your|this|that) (?:offer|proposal|product|plan)\b", r"\bno deal\b", r"\bnot going to happen\b", r"\bforget (?:it|about it)\b",
     r"\bi'?ll (?:look|shop) (?:elsewhere|somewhere else|around)\b",
     r"\b(?:can'?t|cannot|won'?t|will not) accept (?:your|the|this|that) (?:offer|proposal|invitation)\b",
     r"\bi (?:don'?t|do not) think i (?:can|will|want to) (?:do|take|buy|afford|go ahead with) (?:this|it|that)\b",
-    r"\bi (?:can'?t|cannot) (?:book|buy|accept|commit to|sign up for|take|go ahead with) (?:it|this|that|a|the|your|anything)\b",
+    # "I can't agree to it at this time" postpones
+    r"\bi (?:can'?t|cannot) (?:book|buy|accept|agree to|commit to|sign up for|take|go ahead with) (?:it|this|that|a|the|your|anything)\b"
+    r"(?![^.?!]*\b(?:at (?:this|the moment|the present)|right now|yet|today|for now)\b)",
     r"\bi'?ll (?:look for|find|go with|buy|get|stick with|keep) (?:a different|another|something else|a cheaper|my (?:own|current))\b",
+    r"\b(?:not|isn'?t) (?:suitable|right|a (?:good )?fit) for me\b", r"\bdoesn'?t (?:fit|suit|meet) my needs\b",
+    r"\b(?:don'?t|do not) think (?:this|it|that)(?: \w+){0,3} (?:is suitable|suits me|fits|is right for me|is for me)\b",
+    r"\bbetter not (?:to )?(?:take|buy|do|sign|risk|invest|go)\b",
 )
+# the mirror of a commitment: "I can't subscribe to it", "I won't buy this"; "I can't buy it right now" postpones and
+# "I don't want to buy it if I can't afford it" is a condition
+NEG_COMMIT = re.compile(
+    rf"\bi (?:can'?t|cannot|won'?t|will not|don'?t|do not|never|don'?t want to|do not want to|'?m not going to|am not going to)"
+    rf"(?: {_ADV})* "
+    rf"(?:{_ACT})\b(?![^.?!]*\b(?:if|unless|(?:right )?now|yet|at the moment|at (?:this|the present) time|today|for now)\b)",
+    re.IGNORECASE)
+# keeping what one has instead of the offer ("I'll keep a time deposit instead"); found with the hedge guard, so "If the
+# return isn't guaranteed, I'd rather keep a time deposit" stays an objection
+ALTERNATIVE = _rx(r"\b(?:i'?ll|i will|i'?d rather|i would rather|i prefer to|i'?m going to)(?: just)? (?:keep|stick with|stay with)"
+                  r"\b[^.?!]{0,40}\binstead\b", r"\bi'?ll (?:just )?(?:keep|stick with|stay with) (?:my|the one i|what i)\b")
 # "I can't afford it" is an objection the first time; said again after the agent's answer it is a no
 SOFT_NO = _rx(
     r"\bcan'?t afford\b", r"\bcannot afford\b", r"\btoo expensive\b", r"\btoo much (?:money|for me)\b",
@@ -103,8 +136,14 @@ SOFT_NO = _rx(
     r"\bdon'?t have (?:the|that kind of|enough|any) money\b", r"\bno money to spare\b", r"\bnot in (?:my|the) budget\b",
     r"\bmoney is (?:tight|short)\b", r"\bcan'?t take on (?:another|any more|more)\b", r"\bcan'?t (?:pay|spend) (?:that|this|so) much\b",
     r"\bcan'?t (?:put|pay|spend|afford) more than\b", r"\bnot affordable\b", r"\bunaffordable\b", r"\bmore than i (?:want|'?m willing|am willing) to (?:spend|pay|put)\b",
-    r"\b(?:don'?t|do not) have [^.?!]{0,20}\b(?:spare|to spare)\b",
+    r"\b(?:don'?t|do not) have [^.?!]{0,20}\b(?:spare|to spare)\b", r"\b(?:don'?t|do not) have enough\b",
+    r"\bcan'?t (?:put|pay|spend) (?:[\d,]+|that|this|so much|it)\b",
+    r"\bcosts? (?:me )?more than (?:what )?i (?:have|can|earn|make)\b",
 )
+# a request for information keeps a repeated price objection a negotiation ("I need to know what cover I can get")
+REQUEST = _rx(r"\b(?:need|want|would like|'d like) to (?:know|understand|see|hear)\b", r"\btell me\b", r"\bexplain\b",
+              r"\bis there (?:a|any)\b", r"\bdo you have\b", r"\b(?:what|which) (?:kind|sort|type|options?|other)\b",
+              r"\b(?:a )?cheaper\b", r"\b(?:lower|smaller|less expensive)\b")
 END = _rx(
     r"\b(?:good ?bye|bye|bye-bye)\b", r"\bhave a (?:good|nice|great|lovely) (?:day|one|evening|afternoon|night)\b",
     r"\bhang(?:ing)? up\b", r"\bi (?:have|need|got) to go\b", r"\bgotta go\b", r"\btalk (?:to you )?(?:later|soon)\b",
@@ -116,6 +155,8 @@ NEGATION = re.compile(r"\b(?:not|don'?t|do not|doesn'?t|never|won'?t|can'?t|cann
                       r"(?:\W+\w+){0,3}\W*$", re.IGNORECASE)
 HEDGE = re.compile(r"\b(?:if|unless|maybe|might|perhaps|probably|possibly|could|whether|when|once|before|after|"
                    r"until|only if|would have)\b", re.IGNORECASE)
+BUT = re.compile(r"(?:but|though|although|however)\b", re.IGNORECASE)
+REPORTED = re.compile(r"\b(?:told|said|says|heard|read) (?:me )?that i\b", re.IGNORECASE)
 CLAUSE = re.compile(r"(?<=[.!?;])\s+|\s*(?:,|--|—)\s*(?=but\b|though\b|although\b|however\b)", re.IGNORECASE)
 
 
@@ -129,11 +170,13 @@ def clauses(text: str) -> list[str]:
 
 
 def _find(rx: re.Pattern, parts: list[str], guard: bool) -> str | None:
-    """The first clause where ``rx`` matches; with ``guard`` a negated, hedged or asked match does not count."""
+    """The first clause where ``rx`` matches; with ``guard`` a negated, hedged or asked match does not count, nor
+    one followed by "but" in the same clause ("I want to buy this car but I can't install a charger")."""
     for c in parts:
         for m in rx.finditer(c):
             before = c[: m.start()]
-            if guard and (NEGATION.search(before) or HEDGE.search(before) or c.rstrip().endswith("?")):
+            if guard and (NEGATION.search(before) or HEDGE.search(before) or c.rstrip().endswith("?")
+                          or re.search(r"\bbut\b", c[m.end():], re.IGNORECASE)):
                 continue
             return c
     return None
@@ -172,13 +215,21 @@ def read_cues(customer: str, agent_before: str = "") -> Cues:
     cues = Cues(proposal=proposes(agent_before))
     cues.commit = _find(COMMIT, parts, guard=True) or _find(LINK_REQUEST, parts, guard=False)
     cues.defer = _find(DEFER, parts, guard=False)
-    cues.refuse = _find(REFUSE, parts, guard=False)
+    # "I've been told that I can't buy it" reports a refusal, it does not make one
+    said = [c for c in parts if not REPORTED.search(c)]
+    cues.refuse = _find(REFUSE, said, guard=False) or _find(NEG_COMMIT, said, guard=True) or _find(ALTERNATIVE, parts, guard=True)
     cues.end = _find(END, parts, guard=False)
     cues.soft_no = _find(SOFT_NO, parts, guard=False)
+    if cues.commit:
+        i = parts.index(cues.commit)
+        # "I'm ready to buy it. I can't put more than 75 RMB a month." names a price the offer does not meet;
+        # "I'm ready to pay 10,000 RMB, but I also need to know how much it will grow" is not done yet
+        if (cues.soft_no and parts.index(cues.soft_no) > i) or (i + 1 < len(parts) and BUT.match(parts[i + 1])):
+            cues.commit = None
     if cues.proposal and parts:
         first = parts[0]
         # "Yes, please." to "Shall I send the link?" is a commitment; "Yes, but how much?" is not
-        hedged = len(parts) > 1 and re.match(r"(?:but|though|although|however)\b", parts[1], re.I)
+        hedged = len(parts) > 1 and BUT.match(parts[1])
         if YES.search(first) and not hedged and not re.search(r"\bbut\b", first, re.I) and not first.rstrip().endswith("?"):
             cues.agree = first
         elif NO.search(first) and not cues.refuse:

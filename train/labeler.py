@@ -61,7 +61,9 @@ DEFAULT_RECIPES = {
     "strategy": Recipe("multi+pos+ngram+prevturn-ngram sqrt-balanced",
                        FeatureSpec(layers=MULTI, position=True, prev_turn_ngrams=True, **NG), C=0.05,
                        class_weight="sqrt-balanced"),
-    "attitude": Recipe("multi+prevturn+pos+ngram", FeatureSpec(layers=MULTI, prev_turn=True, position=True, **NG), C=0.03),
+    # balanced and strongly regularised: picked by 4-fold grouped CV over the in-domain train calls (docs/customers.md)
+    "attitude": Recipe("multi+prevturn+pos+ngram balanced C=0.003",
+                       FeatureSpec(layers=MULTI, prev_turn=True, position=True, **NG), C=0.003, class_weight="balanced"),
 }
 
 SEARCH_RECIPES = {
@@ -83,6 +85,7 @@ SEARCH_RECIPES = {
         Recipe("multi+prevturn+pos+ngram", FeatureSpec(layers=MULTI, prev_turn=True, position=True, **NG), C=0.03),
         Recipe("multi+prevturn+pos+ngram balanced",
                FeatureSpec(layers=MULTI, prev_turn=True, position=True, **NG), C=0.03, class_weight="balanced"),
+        DEFAULT_RECIPES["attitude"],
     ],
 }
 

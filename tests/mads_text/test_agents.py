@@ -78,6 +78,10 @@ def test_stage_directions_are_never_stored_as_words():
     be = ScriptedBackend(["[Hui is ready to say yes.]", "(nods)", "*smiles*"])
     r = run(UserAgent(P, SC, be, "transcript").next_turn([Turn(role="agent", text="Shall I send the link?")]))
     assert (r.text, r.marker, r.calls, r.empty_retries) == ("", None, 3, 3)
+    # nor are the leftovers of one: a lone bracket or full stop is no reply, the stop after a cut note is dropped
+    be = ScriptedBackend(["[", ".", "(smiles). Thanks."])
+    r = run(UserAgent(P, SC, be, "transcript").next_turn([Turn(role="agent", text="Shall I send the link?")]))
+    assert (r.text, r.empty_retries) == ("Thanks.", 2)
 
 
 def test_the_agent_does_not_repeat_a_sentence_it_already_said():

@@ -42,6 +42,18 @@ def run(coro):
         ("No, it's not affordable for me.", "", "soft_no"),
         ("I can't handle this anymore.", "", "end"),
         ("I'll book it some day. I'll call you back with a quote.", "", "defer"),
+        # a commitment's mirror, words between "I'll" and the act, keeping what one has instead
+        ("I'm sorry, but I cannot subscribe to this product.", "", "refuse"),
+        ("I'll definitely take it.", "", "commit"),
+        ("I see, I'll keep a time deposit instead.", "", "refuse"),
+        ("I don't think this product fits my needs.", "", "refuse"),
+        ("I don't want to take any risks with this.", "Do you want to subscribe to the product?", "refuse"),
+        ("I can't buy it right now.", "", "defer"),
+        ("Okay, please book a test drive for Saturday.", "", "commit"),
+        ("I accept this offer, thanks!", "", "commit"),
+        ("I want to see a policy application link.", "", "commit"),
+        ("I don't book anything from a sales call.", "", "refuse"),
+        ("I can't do that, I already have a petrol SUV.", "", "refuse"),
     ],
 )
 def test_cues_found(said, agent, cue):
@@ -60,6 +72,12 @@ def test_cues_found(said, agent, cue):
         ("Yes, but how much is it per year?", PROPOSAL),  # a yes with a but
         ("Yes.", "It covers 70 major illnesses."),  # a yes to no proposal
         ("Sounds interesting. Tell me more.", ""),
+        ("Well, I'll take that into account.", ""),
+        ("I need to book a test drive within three months.", ""),  # a need, not a booking
+        ("I want to buy this car but I can't install a home charger.", ""),  # hedged after
+        ("Now I'm ready to buy the insurance. I can't put more than 75 RMB per month.", ""),  # a price it does not meet
+        ("I'm looking forward to the deal.", ""),
+        ("I'm ready to pay 10,000 RMB, but I also need to know how much it will grow.", ""),  # not done yet
     ],
 )
 def test_no_commitment(said, agent):
@@ -226,3 +244,19 @@ def test_a_price_objection_made_twice_is_a_refusal():
     assert (d.outcome, d.round, d.evidence) == ("withdraw", 2, "Still too expensive for me, sorry.")
     asking = first + [T("agent", "It is the best we have."), T("user", "I can't afford it. Is there a starter plan?")]
     assert decide_call(asking).outcome == "undecided"  # still negotiating
+    asking = first + [T("agent", "It is the best we have."), T("user", "I can't afford it. I need to know what else I can get.")]
+    assert decide_call(asking).outcome == "undecided"  # a request without a question mark
+
+
+def test_reported_and_conditional_refusals_are_no_refusals():
+    assert read_cues("I've been told that I can't buy it.").refuse is None
+    assert read_cues("I'm worried that if I don't buy insurance, my family has no support.").refuse is None
+    assert read_cues("I'm sorry, but I can't subscribe to it.").refuse == "but I can't subscribe to it."
+
+
+def test_what_a_repeated_objection_ends_with_counts():
+    first = [T("agent", "It is 288 a month."), T("user", "I can't afford 288 a month.")]
+    again = first + [T("agent", "It protects your family."), T("user", "Is that so? I can't afford to pay that much.")]
+    assert decide_call(again).outcome == "withdraw"  # the question came before the objection
+    asking = first + [T("agent", "It protects your family."), T("user", "I can't afford that much. Is that so?")]
+    assert decide_call(asking).outcome == "undecided"
