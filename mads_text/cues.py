@@ -22,11 +22,13 @@ def _rx(*pats: str) -> re.Pattern:
 _ADV = r"(?:definitely|certainly|gladly|happily|really|just|now|then|also|go ahead and|need to|have to)"
 # "I'll take that into account" takes nothing
 _NOT_TAKE = r"(?! into\b| as\b| seriously| under\b| to heart)"
+# words that turn a refusal into a postponement: "I can't buy it right now", "I can't agree to it at this time"
+_LATER = r"(?:(?:right )?now|yet|today|for now|at the moment|at (?:this|the present))"
 
 
 _ACT = (r"buy|purchase|apply|sign up|signup|subscribe|book|register|enrol|enroll|go ahead|proceed|go for it|"
         r"donate|contribute|pledge|give (?:you |them )?(?:\$?\d|a dollar|one|two|half|fifty|the full|money|a donation)|"
-        r"take (?:it|this|that|one|the (?!time\b)\w+(?: \w+)?|out the \w+)(?! into\b| as\b| seriously| under\b| to heart)|"
+        rf"take (?:it|this|that|one|the (?!time\b)\w+(?: \w+)?|out the \w+){_NOT_TAKE}|"
         r"accept (?:the|this|your) (?:offer|plan|policy|proposal)|get (?:it|this|that|one|the (?!money|refund|details|information|info|guarantee)\w+(?: \w+)?)(?! back)|go with (?:it|the \w+(?: \w+)?)|"
         r"start the (?:application|process|assessment|questionnaire)|do the (?:risk )?(?:assessment|questionnaire)|"
         r"fill (?:in|out) the (?:application|form|questionnaire)|schedule (?:it|one|a|the)|come (?:in|by|over)|do it\b(?! later)")
@@ -112,7 +114,7 @@ REFUSE = _rx(
     r"\bi (?:don'?t|do not) think i (?:can|will|want to) (?:do|take|buy|afford|go ahead with) (?:this|it|that)\b",
     # "I can't agree to it at this time" postpones
     r"\bi (?:can'?t|cannot) (?:book|buy|accept|agree to|commit to|sign up for|take|go ahead with) (?:it|this|that|a|the|your|anything)\b"
-    r"(?![^.?!]*\b(?:at (?:this|the moment|the present)|right now|yet|today|for now)\b)",
+    rf"(?![^.?!]*\b{_LATER}\b)",
     r"\bi'?ll (?:look for|find|go with|buy|get|stick with|keep) (?:a different|another|something else|a cheaper|my (?:own|current))\b",
     r"\b(?:not|isn'?t) (?:suitable|right|a (?:good )?fit) for me\b", r"\bdoesn'?t (?:fit|suit|meet) my needs\b",
     r"\b(?:don'?t|do not) think (?:this|it|that)(?: \w+){0,3} (?:is suitable|suits me|fits|is right for me|is for me)\b",
@@ -123,7 +125,7 @@ REFUSE = _rx(
 NEG_COMMIT = re.compile(
     rf"\bi (?:can'?t|cannot|won'?t|will not|don'?t|do not|never|don'?t want to|do not want to|'?m not going to|am not going to)"
     rf"(?: {_ADV})* "
-    rf"(?:{_ACT})\b(?![^.?!]*\b(?:if|unless|(?:right )?now|yet|at the moment|at (?:this|the present) time|today|for now)\b)",
+    rf"(?:{_ACT})\b(?![^.?!]*\b(?:if|unless|{_LATER})\b)",
     re.IGNORECASE)
 # keeping what one has instead of the offer ("I'll keep a time deposit instead"); found with the hedge guard, so "If the
 # return isn't guaranteed, I'd rather keep a time deposit" stays an objection
@@ -190,6 +192,7 @@ class Cues:
     refuse: str | None = None
     end: str | None = None
     soft_no: str | None = None  # "I can't afford it": a no when the customer says it a second time
+    asks: bool = False  # a request anywhere, or a question from the price objection on: still negotiating
     proposal: bool = False  # the agent's turn before made a concrete proposal
 
     def any(self) -> bool:
@@ -220,6 +223,9 @@ def read_cues(customer: str, agent_before: str = "") -> Cues:
     cues.refuse = _find(REFUSE, said, guard=False) or _find(NEG_COMMIT, said, guard=True) or _find(ALTERNATIVE, parts, guard=True)
     cues.end = _find(END, parts, guard=False)
     cues.soft_no = _find(SOFT_NO, parts, guard=False)
+    # "Is that so? I can't afford to pay that much." asks for nothing: the question came before the objection
+    after_no = parts[parts.index(cues.soft_no):] if cues.soft_no else parts
+    cues.asks = bool(REQUEST.search(plain(customer))) or any("?" in c for c in after_no)
     if cues.commit:
         i = parts.index(cues.commit)
         # "I'm ready to buy it. I can't put more than 75 RMB a month." names a price the offer does not meet;

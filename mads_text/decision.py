@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from .common.records import Decision, Turn
-from .cues import REQUEST, SOFT_NO, Cues, clauses, find_quote, plain, read_cues
+from .cues import SOFT_NO, Cues, find_quote, plain, read_cues
 from .llm import GenParams, LLMBackend, LLMError, Message
 from .scenario import Scenario
 
@@ -108,11 +108,7 @@ def last_cues(turns: Sequence[Turn]) -> Cues:
         raise ValueError("a decision needs a history that ends with a customer turn")
     agent_before = next((t.text for t in reversed(turns[:-1]) if t.role == "agent"), "")
     cues = read_cues(turns[-1].text, agent_before)
-    # a question after the objection, or a request anywhere, keeps it a negotiation; "Is that so? I can't afford to pay
-    # that much." asks for nothing
-    parts = clauses(turns[-1].text)
-    rest = " ".join(parts[parts.index(cues.soft_no):]) if cues.soft_no else ""
-    if (cues.soft_no and not cues.refuse and "?" not in rest and not REQUEST.search(plain(turns[-1].text))
+    if (cues.soft_no and not cues.refuse and not cues.asks
             and any(SOFT_NO.search(plain(t.text)) for t in turns[:-1] if t.role == "user")):
         cues.refuse = cues.soft_no
     return cues
