@@ -26,12 +26,17 @@ _NOT_TAKE = r"(?! into\b| as\b| seriously| under\b| to heart)"
 _LATER = r"(?:(?:right )?now|yet|today|for now|at the moment|at (?:this|the present))"
 
 
-_ACT = (r"buy|purchase|apply|sign up|signup|subscribe|book|register|enrol|enroll|go ahead|proceed|go for it|"
+# "I want to buy a new car" states a need, not a commitment to this one
+_NEED = r"(?! (?:a|an) (?:new|used|second-hand|cheaper|different|bigger|smaller|car|house|home|flat)\b| something)"
+_ACTS = (r"buy{need}|purchase{need}|make (?:the|a|my|this) (?:purchase|order)|say yes|apply|sign up|signup|subscribe|book|register|enrol|enroll|go ahead|proceed|go for it|"
         r"donate|contribute|pledge|give (?:you |them )?(?:\$?\d|a dollar|one|two|half|fifty|the full|money|a donation)|"
-        rf"take (?:it|this|that|one|the (?!time\b)\w+(?: \w+)?|out the \w+){_NOT_TAKE}|"
+        r"take (?:it|this|that|one|the (?!time\b)\w+(?: \w+)?|out the \w+){not_take}|"
         r"accept (?:the|this|your) (?:offer|plan|policy|proposal)|get (?:it|this|that|one|the (?!money|refund|details|information|info|guarantee)\w+(?: \w+)?)(?! back)|go with (?:it|the \w+(?: \w+)?)|"
         r"start the (?:application|process|assessment|questionnaire)|do the (?:risk )?(?:assessment|questionnaire)|"
         r"fill (?:in|out) the (?:application|form|questionnaire)|schedule (?:it|one|a|the)|come (?:in|by|over)|do it\b(?! later)")
+# the acts a commitment names; a refusal may name a need ("I don't want to buy a car")
+_ACT = _ACTS.format(need=_NEED, not_take=_NOT_TAKE)
+_ACT_ANY = _ACTS.format(need="", not_take=_NOT_TAKE)
 COMMIT = _rx(
     r"\bsign me up\b", r"\bcount me in\b", r"\bi'?ll say yes\b", r"\bi say yes\b", r"\bwhere do i sign\b", r"\bput me down (?:for|on)\b",
     rf"\b(?:i'?ll|i will)(?: {_ADV})* take (?:it|one|that|this|the (?!time\b)[\w-]+(?: [\w-]+)?)\b{_NOT_TAKE}",
@@ -41,7 +46,9 @@ COMMIT = _rx(
     rf"(?: {_ADV})* (?:{_ACT})\b",
     # paying or investing is a commitment only from someone saying they will, not "I can pay 200 a month"
     rf"\b(?:i'?ll|i will|i want to|i'?d like to|i would like to|i'?m ready to|i am ready to|i'?m going to)(?: {_ADV})* "
-    r"(?:invest (?:in (?:it|this|that|the \w+)|[\d,]+|the)|pay (?:the (?:premium|deposit|first|fee)|[\d,]+|it\b|for it))",
+    r"(?:invest (?:in (?:it|this|that|the \w+)|[\d,]+|the)|pay (?:the (?:premium|deposit|first|fee)|it\b|for it))",
+    # an amount: "I want to pay 536 RMB a month" is a counter-offer, "I'll pay 536 RMB a month" a commitment
+    rf"\b(?:i'?ll|i will|i'?m ready to|i am ready to|i'?m going to)(?: {_ADV})* pay [\d,]+",
     r"\b(?:send|text|email|message) (?:me |over )?(?:the |that |your |a )?(?:application |sign-?up |registration |payment |purchase )?link\b",
     # an order to book, at the head of a clause ("Book me for Saturday", "Okay, please reserve a slot"); "I need to
     # book a test drive within three months" states a need and is no commitment
@@ -101,7 +108,7 @@ DEFER = _rx(
 REFUSE = _rx(
     r"\bnot interested\b", r"\bno,? thanks?\b", r"\bno,? thank you\b", r"\bnot for me\b", r"\bi'?ll pass\b",
     r"\bpass on (?:it|this|that)\b",
-    r"\bi (?:don'?t|do not) (?:want|need) (?:it|this|that|any|one|insurance|a car|a new car|the \w+)\b",
+    r"\bi (?:don'?t|do not) (?:want|need) (?:it|this|that|any|one|another(?: one)?|insurance|a car|a new car|the \w+)\b",
     r"\b(?:stop|quit) calling\b", r"\b(?:don'?t|do not|never) call (?:me|here|again)\b", r"\bremove (?:me|my number)\b",
     r"\btake me off\b", r"\bleave me alone\b", r"\bwaste of (?:my )?time\b",
     r"\bi'?m not (?:buying|going to (?:buy|sign|do|take|apply|book)|signing|doing (?:it|this|that)|taking (?:it|this))\b",
@@ -125,11 +132,12 @@ REFUSE = _rx(
 NEG_COMMIT = re.compile(
     rf"\bi (?:can'?t|cannot|won'?t|will not|don'?t|do not|never|don'?t want to|do not want to|'?m not going to|am not going to)"
     rf"(?: {_ADV})* "
-    rf"(?:{_ACT})\b(?![^.?!]*\b(?:if|unless|{_LATER})\b)",
+    rf"(?:{_ACT_ANY})\b(?![^.?!]*\b(?:if|unless|{_LATER})\b)",
     re.IGNORECASE)
 # keeping what one has instead of the offer ("I'll keep a time deposit instead"); found with the hedge guard, so "If the
 # return isn't guaranteed, I'd rather keep a time deposit" stays an objection
-ALTERNATIVE = _rx(r"\b(?:i'?ll|i will|i'?d rather|i would rather|i prefer to|i'?m going to)(?: just)? (?:keep|stick with|stay with)"
+ALTERNATIVE = _rx(r"\bi'?ll (?:go|stick|stay) with (?!it\b|this\b|that\b)[^.?!]{0,40}\b(?:first|instead)\b",
+                  r"\b(?:i'?ll|i will|i'?d rather|i would rather|i prefer to|i'?m going to)(?: just)? (?:keep|stick with|stay with)"
                   r"\b[^.?!]{0,40}\binstead\b", r"\bi'?ll (?:just )?(?:keep|stick with|stay with) (?:my|the one i|what i)\b")
 # "I can't afford it" is an objection the first time; said again after the agent's answer it is a no
 SOFT_NO = _rx(
@@ -151,7 +159,8 @@ END = _rx(
     r"\bhang(?:ing)? up\b", r"\bi (?:have|need|got) to go\b", r"\bgotta go\b", r"\btalk (?:to you )?(?:later|soon)\b",
     r"\btake care\b(?! of)", r"\bend (?:the|this|our) (?:call|conversation)\b", r"\bi'?m (?:going to|gonna) hang up\b",
     r"\b(?:can'?t|won'?t) (?:talk|do this|take (?:it|this)|handle (?:it|this))\b[^.?!]{0,25}\bany ?more\b",
-    r"^\W*i'?m done\b(?! with (?:my|the) )", r"\bi (?:want|need|have) to (?:leave|go now)\b",
+    r"^\W*i'?m done\b(?! with (?:my|the) )", r"\bi'?m done with (?:the|this|our) (?:call|conversation|talk)\b",
+    r"\b(?:can'?t|don'?t have time to) (?:talk|speak)(?: to you| with you)?(?: right)? (?:now|at (?:this|the) (?:time|moment))\b", r"\bi (?:want|need|have) to (?:leave|go now)\b",
 )
 NEGATION = re.compile(r"\b(?:not|don'?t|do not|doesn'?t|never|won'?t|can'?t|cannot|wouldn'?t|isn'?t|no|nor|neither)\b"
                       r"(?:\W+\w+){0,3}\W*$", re.IGNORECASE)
@@ -167,6 +176,20 @@ def plain(text: str) -> str:
     return text.replace("’", "'").replace("‘", "'")
 
 
+# one spelling per contraction, so "I am not buying" and "I'm not buying" meet the same pattern; matched text only,
+# evidence stays the customer's own clause
+_CONTRACT = [(re.compile(p, re.IGNORECASE), r) for p, r in (
+    (r"\bcan ?not\b", "can't"), (r"\bwill not\b", "won't"), (r"\bdo not\b", "don't"),
+    (r"\bi am\b", "I'm"), (r"\bi will\b", "I'll"), (r"\bi would\b", "I'd"))]
+
+
+def canon(text: str) -> str:
+    text = plain(text)
+    for rx, rep in _CONTRACT:
+        text = rx.sub(rep, text)
+    return text
+
+
 def clauses(text: str) -> list[str]:
     return [c.strip() for c in CLAUSE.split(plain(text)) if c and c.strip()]
 
@@ -174,13 +197,14 @@ def clauses(text: str) -> list[str]:
 def _find(rx: re.Pattern, parts: list[str], guard: bool) -> str | None:
     """The first clause where ``rx`` matches; with ``guard`` a negated, hedged or asked match does not count, nor
     one followed by "but" in the same clause ("I want to buy this car but I can't install a charger")."""
-    for c in parts:
+    for orig in parts:
+        c = canon(orig)
         for m in rx.finditer(c):
             before = c[: m.start()]
             if guard and (NEGATION.search(before) or HEDGE.search(before) or c.rstrip().endswith("?")
                           or re.search(r"\bbut\b", c[m.end():], re.IGNORECASE)):
                 continue
-            return c
+            return orig
     return None
 
 
@@ -225,7 +249,7 @@ def read_cues(customer: str, agent_before: str = "") -> Cues:
     cues.soft_no = _find(SOFT_NO, parts, guard=False)
     # "Is that so? I can't afford to pay that much." asks for nothing: the question came before the objection
     after_no = parts[parts.index(cues.soft_no):] if cues.soft_no else parts
-    cues.asks = bool(REQUEST.search(plain(customer))) or any("?" in c for c in after_no)
+    cues.asks = bool(REQUEST.search(canon(customer))) or any("?" in c for c in after_no)
     if cues.commit:
         i = parts.index(cues.commit)
         # "I'm ready to buy it. I can't put more than 75 RMB a month." names a price the offer does not meet;

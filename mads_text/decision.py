@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from .common.records import Decision, Turn
-from .cues import SOFT_NO, Cues, find_quote, plain, read_cues
+from .cues import SOFT_NO, Cues, canon, find_quote, read_cues
 from .llm import GenParams, LLMBackend, LLMError, Message
 from .scenario import Scenario
 
@@ -109,7 +109,7 @@ def last_cues(turns: Sequence[Turn]) -> Cues:
     agent_before = next((t.text for t in reversed(turns[:-1]) if t.role == "agent"), "")
     cues = read_cues(turns[-1].text, agent_before)
     if (cues.soft_no and not cues.refuse and not cues.asks
-            and any(SOFT_NO.search(plain(t.text)) for t in turns[:-1] if t.role == "user")):
+            and any(SOFT_NO.search(canon(t.text)) for t in turns[:-1] if t.role == "user")):
         cues.refuse = cues.soft_no
     return cues
 

@@ -54,6 +54,16 @@ def run(coro):
         ("I want to see a policy application link.", "", "commit"),
         ("I don't book anything from a sales call.", "", "refuse"),
         ("I can't do that, I already have a petrol SUV.", "", "refuse"),
+        # spelt out rather than contracted, and the evidence is still the customer's own words
+        ("Sorry, but I am not buying anything over the phone.", "", "refuse"),
+        ("I will not sign anything, thanks.", "", "refuse"),
+        ("Fine, I am ready to make the purchase now.", "", "commit"),
+        ("Then I'm ready to say yes to the plan.", "", "commit"),
+        ("I'll pay 536 RMB a month, starting now.", "", "commit"),
+        ("My old policy still works, so I do not need another one.", "", "refuse"),
+        ("I'll stick with my bank's deposit first.", "", "refuse"),
+        ("Okay, I'm done with this conversation.", "", "end"),
+        ("I really cannot talk right now, I'm driving.", "", "end"),
     ],
 )
 def test_cues_found(said, agent, cue):
@@ -78,6 +88,9 @@ def test_cues_found(said, agent, cue):
         ("Now I'm ready to buy the insurance. I can't put more than 75 RMB per month.", ""),  # a price it does not meet
         ("I'm looking forward to the deal.", ""),
         ("I'm ready to pay 10,000 RMB, but I also need to know how much it will grow.", ""),  # not done yet
+        ("I want to buy a new car next year.", ""),  # a need, not this car
+        ("I want to pay 300 RMB a month at most.", ""),  # a counter-offer
+        ("I can make the payment by card, right?", ""),
     ],
 )
 def test_no_commitment(said, agent):
