@@ -47,8 +47,6 @@ COMMIT = _rx(
     # paying or investing is a commitment only from someone saying they will, not "I can pay 200 a month"
     rf"\b(?:i'?ll|i will|i want to|i'?d like to|i would like to|i'?m ready to|i am ready to|i'?m going to)(?: {_ADV})* "
     r"(?:invest (?:in (?:it|this|that|the \w+)|[\d,]+|the)|pay (?:the (?:premium|deposit|first|fee)|it\b|for it))",
-    # an amount: "I want to pay 536 RMB a month" is a counter-offer, "I'll pay 536 RMB a month" a commitment
-    rf"\b(?:i'?ll|i will|i'?m ready to|i am ready to|i'?m going to)(?: {_ADV})* pay [\d,]+",
     r"\b(?:send|text|email|message) (?:me |over )?(?:the |that |your |a )?(?:application |sign-?up |registration |payment |purchase )?link\b",
     # an order to book, at the head of a clause ("Book me for Saturday", "Okay, please reserve a slot"); "I need to
     # book a test drive within three months" states a need and is no commitment
@@ -61,6 +59,12 @@ COMMIT = _rx(
     r"\b(?:works|is fine|is good|suits me|sounds good|is perfect|it is)\b",
     r"\bsee you (?:on|at|then|tomorrow|monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b",
 )
+# paying an amount: "I'm ready to pay 10,000 RMB" commits, "I want to pay 536 RMB a month" counter-offers, and so does
+# "I will pay 131,650 RMB. Can you give me a discount?" (read_cues drops it when the turn bargains)
+AMOUNT = _rx(rf"\b(?:i'?ll|i will|i'?m ready to|i am ready to|i'?m going to)(?: {_ADV})* pay [\d,]+")
+BARGAIN = _rx(r"\bdiscount\b", r"\bcheaper\b", r"\blower (?:the )?(?:price|premium)\b", r"\bbetter (?:price|deal|offer)\b")
+# "I don't think I need this" is a first reaction when it is the customer's first turn (``decision.last_cues``)
+NO_NEED = _rx(r"\bi (?:don'?t|do not)(?: think i)? need\b")
 # a link asked for is a link agreed to, even phrased as a question
 LINK_REQUEST = _rx(r"\b(?:i'?d like|i would like|i want|i need)(?: to (?:see|get|have|receive))? (?:the |a |an |your )?"
                    r"(?:\w+ )?(?:application |sign-?up |registration |payment )?link\b",
@@ -126,11 +130,15 @@ REFUSE = _rx(
     r"\b(?:not|isn'?t) (?:suitable|right|a (?:good )?fit) for me\b", r"\bdoesn'?t (?:fit|suit|meet) my needs\b",
     r"\b(?:don'?t|do not) think (?:this|it|that)(?: \w+){0,3} (?:is suitable|suits me|fits|is right for me|is for me)\b",
     r"\bbetter not (?:to )?(?:take|buy|do|sign|risk|invest|go)\b",
+    # "I don't want to invest in anything that could lose me money" is a condition, not a no to this product
+    r"\bi (?:don'?t|do not)(?: really| actually)? want to (?:invest|put (?:my |any )?money) in (?:it|this|that|the \w+|your \w+)\b",
+    r"\bi (?:don'?t|do not) think (?:i|we) (?:need|want) (?:it|this|that|one|another|the \w+|a \w+|any)\b",
 )
 # the mirror of a commitment: "I can't subscribe to it", "I won't buy this"; "I can't buy it right now" postpones and
 # "I don't want to buy it if I can't afford it" is a condition
 NEG_COMMIT = re.compile(
-    rf"\bi (?:can'?t|cannot|won'?t|will not|don'?t|do not|never|don'?t want to|do not want to|'?m not going to|am not going to)"
+    rf"\bi (?:can'?t|cannot|won'?t|will not|don'?t|do not|never|(?:don'?t|do not)(?: really| actually)? want to|'?m not going to|"
+    rf"am not going to|(?:don'?t|do not|can'?t|won'?t) agree to)"
     rf"(?: {_ADV})* "
     rf"(?:{_ACT_ANY})\b(?![^.?!]*\b(?:if|unless|{_LATER})\b)",
     re.IGNORECASE)
@@ -148,7 +156,7 @@ SOFT_NO = _rx(
     r"\bcan'?t (?:put|pay|spend|afford) more than\b", r"\bnot affordable\b", r"\bunaffordable\b", r"\bmore than i (?:want|'?m willing|am willing) to (?:spend|pay|put)\b",
     r"\b(?:don'?t|do not) have [^.?!]{0,20}\b(?:spare|to spare)\b", r"\b(?:don'?t|do not) have enough\b",
     r"\bcan'?t (?:put|pay|spend) (?:[\d,]+|that|this|so much|it)\b",
-    r"\bcosts? (?:me )?more than (?:what )?i (?:have|can|earn|make)\b",
+    r"\bcosts? (?:me )?more than (?:what )?i (?:have|can|earn|make)\b", r"\bcosts? (?:a lot|too much)\b",
 )
 # a request for information keeps a repeated price objection a negotiation ("I need to know what cover I can get")
 REQUEST = _rx(r"\b(?:need|want|would like|'d like) to (?:know|understand|see|hear)\b", r"\btell me\b", r"\bexplain\b",
@@ -159,7 +167,8 @@ END = _rx(
     r"\bhang(?:ing)? up\b", r"\bi (?:have|need|got) to go\b", r"\bgotta go\b", r"\btalk (?:to you )?(?:later|soon)\b",
     r"\btake care\b(?! of)", r"\bend (?:the|this|our) (?:call|conversation)\b", r"\bi'?m (?:going to|gonna) hang up\b",
     r"\b(?:can'?t|won'?t) (?:talk|do this|take (?:it|this)|handle (?:it|this))\b[^.?!]{0,25}\bany ?more\b",
-    r"^\W*i'?m done\b(?! with (?:my|the) )", r"\bi'?m done with (?:the|this|our) (?:call|conversation|talk)\b",
+    r"^\W*i'?m done\b(?! with (?:my|the) )", r"\b(?:can'?t|won'?t) (?:continue|go on with) (?:this|the|our) (?:call|conversation)\b",
+    r"\bi'?m (?:really |so |getting )?(?:tired|sick) of (?:this|it|all this|you|the call|these calls)\b", r"\bi'?m done with (?:the|this|our) (?:call|conversation|talk)\b",
     r"\b(?:can'?t|don'?t have time to) (?:talk|speak)(?: to you| with you)?(?: right)? (?:now|at (?:this|the) (?:time|moment))\b", r"\bi (?:want|need|have) to (?:leave|go now)\b",
 )
 NEGATION = re.compile(r"\b(?:not|don'?t|do not|doesn'?t|never|won'?t|can'?t|cannot|wouldn'?t|isn'?t|no|nor|neither)\b"
@@ -241,6 +250,8 @@ def read_cues(customer: str, agent_before: str = "") -> Cues:
     parts = clauses(customer)
     cues = Cues(proposal=proposes(agent_before))
     cues.commit = _find(COMMIT, parts, guard=True) or _find(LINK_REQUEST, parts, guard=False)
+    if not cues.commit and not BARGAIN.search(canon(customer)):
+        cues.commit = _find(AMOUNT, parts, guard=True)
     cues.defer = _find(DEFER, parts, guard=False)
     # "I've been told that I can't buy it" reports a refusal, it does not make one
     said = [c for c in parts if not REPORTED.search(c)]

@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from .common.records import Decision, Turn
-from .cues import SOFT_NO, Cues, canon, find_quote, read_cues
+from .cues import NO_NEED, SOFT_NO, Cues, canon, find_quote, read_cues
 from .llm import GenParams, LLMBackend, LLMError, Message
 from .scenario import Scenario
 
@@ -108,6 +108,8 @@ def last_cues(turns: Sequence[Turn]) -> Cues:
         raise ValueError("a decision needs a history that ends with a customer turn")
     agent_before = next((t.text for t in reversed(turns[:-1]) if t.role == "agent"), "")
     cues = read_cues(turns[-1].text, agent_before)
+    if cues.refuse and NO_NEED.search(canon(cues.refuse)) and not any(t.role == "user" for t in turns[:-1]):
+        cues.refuse = None  # "I don't think I need this" before the offer is heard is an objection
     if (cues.soft_no and not cues.refuse and not cues.asks
             and any(SOFT_NO.search(canon(t.text)) for t in turns[:-1] if t.role == "user")):
         cues.refuse = cues.soft_no

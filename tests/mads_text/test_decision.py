@@ -59,11 +59,16 @@ def run(coro):
         ("I will not sign anything, thanks.", "", "refuse"),
         ("Fine, I am ready to make the purchase now.", "", "commit"),
         ("Then I'm ready to say yes to the plan.", "", "commit"),
-        ("I'll pay 536 RMB a month, starting now.", "", "commit"),
         ("My old policy still works, so I do not need another one.", "", "refuse"),
         ("I'll stick with my bank's deposit first.", "", "refuse"),
         ("Okay, I'm done with this conversation.", "", "end"),
+        ("Fine. I'm ready to pay 20,000 RMB for it.", "", "commit"),
         ("I really cannot talk right now, I'm driving.", "", "end"),
+        ("I don't really want to invest in this fund.", "", "refuse"),
+        ("Honestly, I don't agree to buy it.", "", "refuse"),
+        ("I don't think I need a second policy.", "", "refuse"),
+        ("Sorry, I can't continue this conversation.", "", "end"),
+        ("I'm getting tired of this.", "", "end"),
     ],
 )
 def test_cues_found(said, agent, cue):
@@ -90,6 +95,7 @@ def test_cues_found(said, agent, cue):
         ("I'm ready to pay 10,000 RMB, but I also need to know how much it will grow.", ""),  # not done yet
         ("I want to buy a new car next year.", ""),  # a need, not this car
         ("I want to pay 300 RMB a month at most.", ""),  # a counter-offer
+        ("I will pay 120,000 RMB. Can you give me a discount?", ""),
         ("I can make the payment by card, right?", ""),
     ],
 )
@@ -119,6 +125,13 @@ def test_rules_walk_a_call_to_its_first_decisive_turn():
     # a goodbye after a postponement ends the call without a sale
     d = decide_call([T("agent", "Any questions?"), T("user", "I'll think about it. Bye.")])
     assert (d.outcome, d.evidence) == ("withdraw", "I'll think about it.")
+    # "I don't think I need this" is an objection as a first reaction, a no once the offer has been heard
+    opener = T("agent", "Hello, I'm calling about our critical illness plan.")
+    d = decide_call([opener, T("user", "I don't think I need this.")])
+    assert d.outcome == "undecided"
+    d = decide_call([opener, T("user", "What does it cover?"), T("agent", "70 major illnesses."),
+                     T("user", "I don't think I need this.")])
+    assert (d.outcome, d.round) == ("withdraw", 2)
 
 
 class Judge:
