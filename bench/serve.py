@@ -187,7 +187,7 @@ def main() -> None:
     ap.add_argument("--arms", default="pipeline,audio")
     ap.add_argument("--split", default="pipeline=1", help="the bench asks for each arm itself; the split only matters to calls that do not")
     ap.add_argument("--audio-model", default=None, help="speech-LLM checkpoint: benchmarks the audio arm too")
-    ap.add_argument("--llm-threads", type=int, default=1)
+    ap.add_argument("--llm-threads", type=int, default=2)
     ap.add_argument("--speculative", default=None, help="llama.cpp n-gram speculative decoding, e.g. ngram-simple")
     ap.add_argument("--serve-arg", action="append", default=[], help="extra `mads serve` option (repeatable)")
     ap.add_argument("--json", type=Path, default=None)

@@ -40,7 +40,7 @@ class ServeOptions:
     top_p: float = 1.0
     allow_mismatch: bool = False  # run both arms although they differ in backbone, prompt or decoding
     use_caller_name: bool = False
-    llm_threads: int = 1  # llama.cpp threads spin; one thread degrades far less on a busy 2-core box
+    llm_threads: int = 2  # measured on 2 cores: 2 threads answer sooner than 1, most at 2 calls (docs/serve.md)
     speculative: str | None = None  # llama.cpp n-gram speculative decoding (embedded backend)
     stream: bool = True  # stream the reply and voice its first clause at once
     listen_while_speaking: bool = True  # transcribe during the caller's speech and end turns by their words

@@ -33,7 +33,7 @@ def serve_cmd(
     top_p: float = typer.Option(1.0, min=0.0, max=1.0, help="Nucleus sampling mass of both arms."),
     allow_mismatch: bool = typer.Option(False, "--allow-mismatch", help="Run both arms although they differ in backbone, prompt or decoding; the A/B report states the differences."),
     caller_name_in_prompt: bool = typer.Option(False, help="Tell the Dialog Agent the caller's name (costs the shared prompt cache: slower replies)."),
-    llm_threads: int = typer.Option(1, min=1, help="llama.cpp threads of the embedded backend."),
+    llm_threads: int = typer.Option(2, min=1, help="llama.cpp threads of the embedded backend (2 answered sooner than 1 on 2 cores, docs/serve.md)."),
     speculative: str | None = typer.Option(None, help="llama.cpp n-gram speculative decoding of the embedded backend: ngram-simple, ngram-mod, ngram-map-k, ngram-map-k4v, ngram-cache."),
     stream: bool = typer.Option(True, help="Stream the agent's reply and voice its first clause at once (embedded backend); --no-stream waits for the whole reply."),
     listen_while_speaking: bool = typer.Option(True, help="Transcribe the caller while they speak and end turns by their words; --no-listen-while-speaking transcribes each utterance after a fixed 500 ms silence."),
