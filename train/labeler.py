@@ -221,7 +221,7 @@ def train_labelers(
     cache: str | Path | None = None,
     tasks: Sequence[str] = ("strategy", "attitude"),
     in_domain: str | Path | None = None,
-    in_domain_weight: int = 2,
+    in_domain_weight: int = 3,
     log=print,
 ) -> dict[str, Any]:
     p4g, out = Path(p4g), Path(out)
@@ -335,7 +335,7 @@ def labeler_cmd(
     task: Optional[str] = typer.Option(None, help="Train only this task (strategy or attitude)."),
     in_domain: Optional[Path] = typer.Option(None, help="Hand-labelled sales calls (docs/labelling.md): the attitude head "
                                               "also learns their train split and is scored on their test split."),
-    in_domain_weight: int = typer.Option(2, min=1, help="How many times each in-domain sentence counts in training."),
+    in_domain_weight: int = typer.Option(3, min=1, help="How many times each in-domain sentence counts in training."),
 ) -> None:
     """Train the strategy and attitude heads on the annotated P4G dialogues; prints held-out accuracy and macro-F1."""
     if task not in (None, "strategy", "attitude"):
