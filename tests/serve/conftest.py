@@ -46,7 +46,8 @@ def pipeline_server(tmp_path_factory):
 
     db = tmp_path_factory.mktemp("e2e") / "calls.sqlite"
     opts = ServeOptions(port=0, token="e2e-token", db=db, model="smollm2", asr="tiny.en", max_tokens=32,
-                        realtime_factor=3.0, max_calls=4, idle_timeout_s=60, max_turns=4, outcome="rules")  # fmt: skip
+                        realtime_factor=3.0, max_calls=4, idle_timeout_s=60, max_turns=4, outcome="rules",
+                        llm_threads=1)  # fmt: skip  # one thread: the callers, ASR and TTS share the 2 cores in this process
     st = ServerThread(lambda: build_server(opts))
     srv = st.start()
     yield srv
@@ -82,7 +83,7 @@ def audio_server(tmp_path_factory, speech_checkpoint):
     db = tmp_path_factory.mktemp("e2e-audio") / "calls.sqlite"
     opts = ServeOptions(port=0, token="e2e-token", db=db, model="smollm2", asr="tiny.en", max_tokens=24, split="audio=1",
                         audio_model=str(speech_checkpoint), realtime_factor=3.0, idle_timeout_s=120, max_turns=4,
-                        outcome="rules", prompt_mode="chat", temperature=0.0,
+                        outcome="rules", prompt_mode="chat", temperature=0.0, llm_threads=1,
                         allow_mismatch=bool(os.environ.get("MADS_AUDIO_CHECKPOINT")))  # fmt: skip
     st = ServerThread(lambda: build_server(opts))
     srv = st.start()
