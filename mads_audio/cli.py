@@ -116,6 +116,9 @@ def register(app: typer.Typer, train: typer.Typer, eval_: typer.Typer) -> None:
         limit: int = typer.Option(64, help="examples to score"),
         batch_size: int = typer.Option(4),
         untrained: bool = typer.Option(True, help="also score an untrained projector"),
+        controls: bool = typer.Option(False, help="also score each turn with another dialogue's audio and with "
+                                      "silence: does the model use what it hears?"),
+        telephony: bool = typer.Option(False, help="hear every clip through the phone channel (fixed seed)"),
         asr: Optional[str] = typer.Option("base", help="Whisper preset for the cascade; 'none' skips it"),
         generate: int = typer.Option(8, help="examples whose replies are generated and compared"),
         max_tokens: int = typer.Option(40),
@@ -128,7 +131,7 @@ def register(app: typer.Typer, train: typer.Typer, eval_: typer.Typer) -> None:
         from .eval import EvalConfig, evaluate, format_report, write_report
 
         cfg = EvalConfig(ckpt=ckpt, data=data, split=split, test_fraction=test_fraction, limit=limit,
-                         batch_size=batch_size, untrained=untrained, asr=None if asr in (None, "none") else asr,
+                         batch_size=batch_size, untrained=untrained, controls=controls, telephony=telephony, asr=None if asr in (None, "none") else asr,
                          generate=generate, max_new_tokens=max_tokens, scenario=scenario, threads=threads,
                          device=device)
         rep = evaluate(cfg)

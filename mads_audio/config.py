@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class SpeechModelError(RuntimeError):
@@ -37,3 +37,18 @@ class SpeechLLMConfig(BaseModel):
     max_context_turns: int = Field(4, ge=0, description="text turns kept before the audio turn")
     max_audio_s: float = Field(30.0, gt=0, le=30.0)
     lora: LoraSpec | None = None
+    audio_tokens: Literal["frames", "ctc"] = Field(
+        "frames",
+        description="frames: every projected frame is an LLM input (Ultravox); ctc: the projector scores frames "
+        "against the LLM's own token embeddings, blank frames are dropped and each kept run becomes the "
+        "posterior-weighted mix of those embeddings",
+    )
+    ctc_vocab: list[int] | None = Field(
+        None, description="ctc: the LLM token ids the projector can emit (the alignment stage's transcripts)"
+    )
+
+    @model_validator(mode="after")
+    def _ctc_needs_vocab(self) -> "SpeechLLMConfig":
+        if self.audio_tokens == "ctc" and not self.ctc_vocab:
+            raise ValueError("audio_tokens 'ctc' needs ctc_vocab (the token ids the alignment stage trained on)")
+        return self

@@ -12,7 +12,11 @@ On held-out synthesized turns (whole dialogues never seen in training) it report
   text model's reply to the ground-truth transcript (MiniLM cosine similarity),
   and both with the reference reply;
 - where the speech model wins or loses: per-example loss differences against
-  the cascade, bucketed by ASR error and by clip length.
+  the cascade, bucketed by ASR error and by clip length;
+- with ``controls``, whether the model listens at all: the same turns scored
+  with the audio of a turn from another dialogue (shuffled) and with silence of
+  the same length. A model that ignores its ear scores all three alike; the
+  paired differences come with bootstrap intervals over turns.
 
 The text model is the speech model's own LLM with LoRA switched off, so the
 comparison isolates what listening instead of reading costs or gains.
@@ -40,6 +44,8 @@ class EvalConfig(BaseModel):
     limit: int = 64
     batch_size: int = 4
     untrained: bool = Field(True, description="also score an untrained projector (same seed as training)")
+    controls: bool = Field(False, description="also score each turn with another dialogue's audio and with silence")
+    telephony: bool = Field(False, description="hear every clip through the phone channel (seeded per clip)")
     asr: str | None = Field("base", description="Whisper preset for the cascade; None skips it")
     generate: int = Field(8, description="examples whose replies are generated and compared")
     max_new_tokens: int = 40
@@ -47,6 +53,15 @@ class EvalConfig(BaseModel):
     scenario: str | None = None
     threads: int = 2
     device: str | None = None
+
+
+def _hear(e: SpeechExample, cfg: EvalConfig, k: int) -> np.ndarray:
+    a = read_audio(e.user_audio)
+    if cfg.telephony:
+        from .augment import TelephonyConfig, telephony
+
+        a = telephony(a, np.random.default_rng([k, 11]), TelephonyConfig(p=1.0))
+    return a
 
 
 def _losses(model: SpeechLLM, samples: list[Sample], batch_size: int, mode: str) -> np.ndarray:
@@ -84,7 +99,7 @@ def _wer(ref: str, hyp: str) -> float:
     return float(jiwer.wer(r, h))
 
 
-def _corpus_wer(refs: list[str], hyps: list[str]) -> float:
+def corpus_wer(refs: list[str], hyps: list[str]) -> float:
     """Word errors over all turns divided by reference words (long turns weigh more than in the mean)."""
     n = [max(1, len(r.split())) for r in refs]
     return float(sum(_wer(r, h) * k for r, h, k in zip(refs, hyps, n)) / max(1, sum(n)))
@@ -117,6 +132,54 @@ def _buckets(values: np.ndarray, diff: np.ndarray, edges: list[float], label: st
     return rows
 
 
+def shuffled_order(dialogues: list[str]) -> list[int]:
+    """For each turn, the turn whose audio it hears in the shuffled control: never its own and, when no dialogue
+    holds more than half the turns, never one of its own dialogue (a rotation by the largest dialogue's size over
+    turns grouped by dialogue)."""
+    n = len(dialogues)
+    order = sorted(range(n), key=lambda i: (dialogues[i], i))
+    sizes: dict[str, int] = {}
+    for d in dialogues:
+        sizes[d] = sizes.get(d, 0) + 1
+    k = max(sizes.values()) if n > 1 else 0
+    k = k if 0 < k <= n // 2 else min(1, n - 1)
+    out = [0] * n
+    for pos, i in enumerate(order):
+        out[i] = order[(pos + k) % n]
+    return out
+
+
+def paired(control: np.ndarray, true: np.ndarray, w: np.ndarray, seed: int = 0, n_boot: int = 2000) -> dict[str, Any]:
+    """Control minus true audio: token-weighted mean difference, a 95 % bootstrap interval over turns, and the
+    share of turns where the true audio gives the lower loss."""
+    d = control - true
+    rng = np.random.default_rng(seed)
+    boots = [_wavg(d[idx], w[idx]) for idx in (rng.integers(0, len(d), len(d)) for _ in range(n_boot))]
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return {"mean_diff": _wavg(d, w), "ci95": [float(lo), float(hi)], "true_better_share": float((d > 0).mean()),
+            "n": int(len(d))}
+
+
+def _controls(model: SpeechLLM, exs: list[SpeechExample], samples: list[Sample], speech: np.ndarray,
+              w: np.ndarray, cfg: EvalConfig) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    order = shuffled_order([e.dialogue_id for e in exs])
+    shuffled = [Sample(audio=samples[j].audio, context=s.context, user_text=s.user_text, reply=s.reply,
+                       scenario=s.scenario) for s, j in zip(samples, order)]
+    silent = [Sample(audio=np.zeros_like(s.audio), context=s.context, user_text=s.user_text, reply=s.reply,
+                     scenario=s.scenario) for s in samples]
+    losses = {"shuffled": _losses(model, shuffled, cfg.batch_size, "audio"),
+              "silence": _losses(model, silent, cfg.batch_size, "audio")}
+    rep = {name: paired(v, speech, w) for name, v in losses.items()}
+    rep["shuffled_from"] = [exs[j].id for j in order]
+    return rep, losses
+
+
+def _heard(model: SpeechLLM, exs: list[SpeechExample], samples: list[Sample]) -> dict[str, Any]:
+    heard = [model.heard(s.audio) for s in samples]
+    refs = [e.user_spoken or e.user_text for e in exs]
+    return {"wer_corpus": corpus_wer(refs, heard), "texts": heard}
+
+
 def evaluate(cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
     import torch
 
@@ -126,14 +189,23 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
         raise ValueError(f"{cfg.data}: no '{cfg.split}' examples to evaluate")
     t0 = time.perf_counter()
     model = SpeechLLM.load(cfg.ckpt, device=cfg.device)
-    samples = [Sample(audio=read_audio(e.user_audio), context=e.context, user_text=e.user_text, reply=e.reply,
-                      scenario=e.scenario) for e in exs]
+    samples = [Sample(audio=_hear(e, cfg, k), context=e.context, user_text=e.user_text, reply=e.reply,
+                      scenario=e.scenario) for k, e in enumerate(exs)]
     w = _token_counts(model, samples)
     report: dict[str, Any] = {"ckpt": cfg.ckpt, "data": cfg.data, "split": cfg.split, "examples": len(exs),
-                              "reply_tokens": int(w.sum())}
+                              "reply_tokens": int(w.sum()), "telephony": cfg.telephony,
+                              "audio_tokens": model.config.audio_tokens}
     speech = _losses(model, samples, cfg.batch_size, "audio")
     text = _losses(model, samples, cfg.batch_size, "text")
     loss = {"speech": _wavg(speech, w), "text_ground_truth": _wavg(text, w)}
+    control_losses: dict[str, np.ndarray] = {}
+    if cfg.controls:
+        report["controls"], control_losses = _controls(model, exs, samples, speech, w, cfg)
+        loss["speech_shuffled_audio"] = _wavg(control_losses["shuffled"], w)
+        loss["speech_silence"] = _wavg(control_losses["silence"], w)
+    heard = _heard(model, exs, samples) if model.config.audio_tokens == "ctc" else None
+    if heard:
+        report["heard"] = {"wer_corpus": heard["wer_corpus"]}
     if cfg.untrained:
         trained = {k: v.clone() for k, v in model.projector.state_dict().items()}
         seed = json.loads((Path(cfg.ckpt) / "config.json").read_text()).get("train", {}).get("config", {}).get("seed", 0)
@@ -146,6 +218,12 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
          "loss_speech": float(a), "loss_text": float(b)}
         for e, s, n, a, b in zip(exs, samples, w, speech, text)
     ]
+    for name, v in control_losses.items():
+        for p, x in zip(per_example, v):
+            p[f"loss_{name}"] = float(x)
+    if heard:
+        for p, h in zip(per_example, heard["texts"]):
+            p["heard"] = h
     if cfg.asr:
         from .asr import WhisperASR
 
@@ -157,7 +235,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
         cascade = _losses(model, casc, cfg.batch_size, "text")
         loss["text_asr_cascade"] = _wavg(cascade, w)
         report["asr"] = {"model": cfg.asr, "wer_mean": float(wers.mean()),
-                         "wer_corpus": _corpus_wer([e.user_spoken or e.user_text for e in exs], hyps)}
+                         "wer_corpus": corpus_wer([e.user_spoken or e.user_text for e in exs], hyps)}
         diff = speech - cascade
         report["speech_vs_cascade"] = {
             "speech_better_share": float((diff < 0).mean()),
@@ -206,10 +284,20 @@ def format_report(r: dict[str, Any]) -> str:
         "speech_untrained_projector": "speech LLM, untrained projector",
         "text_ground_truth": "text model, ground-truth transcript",
         "text_asr_cascade": "text model, ASR transcript (cascade)",
+        "speech_shuffled_audio": "control: another dialogue's audio",
+        "speech_silence": "control: silence of the same length",
     }
     for k, label in names.items():
         if k in r["reply_loss"]:
             lines.append(f"  {label:40s} {r['reply_loss'][k]:.4f}")
+    for name, label in (("shuffled", "shuffled audio"), ("silence", "silence")):
+        c = r.get("controls", {}).get(name)
+        if c:
+            lines.append(f"{label} minus true audio: {c['mean_diff']:+.3f} nats/token "
+                         f"[95% CI {c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}], true audio better on "
+                         f"{c['true_better_share']:.0%} of {c['n']} turns")
+    if "heard" in r:
+        lines.append(f"what the CTC projector hears: WER {r['heard']['wer_corpus']:.3f} (corpus)")
     if "asr" in r:
         lines.append(f"cascade ASR ({r['asr']['model']}): WER {r['asr']['wer_corpus']:.3f} (corpus), "
                      f"{r['asr']['wer_mean']:.3f} (mean per turn)")

@@ -99,6 +99,16 @@ class Sample:
     scenario: str | None = None
 
 
+def ctc_text(tokenizer, vocab: Sequence[int], best: Sequence[int]) -> str:
+    """Greedy CTC decoding: merge repeats, drop blanks (class len(vocab)), map classes to token ids, detokenize."""
+    ids, prev = [], None
+    for b in best:
+        if b != prev and b < len(vocab):
+            ids.append(int(vocab[b]))
+        prev = b
+    return tokenizer.decode(ids).strip()
+
+
 # --- the model ----------------------------------------------------------------------
 
 
@@ -133,9 +143,21 @@ class SpeechLLM(torch.nn.Module):
         """A projector as it is before training (seeded; the caller's RNG is left alone)."""
         emb = self.lm.get_input_embeddings().weight
         out_rms = float(emb.float().pow(2).mean().sqrt())
+        vocab = self.config.ctc_vocab if self.config.audio_tokens == "ctc" else None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            proj = Projector(self.encoder.dim, emb.shape[1], self.config.stack, self.config.projector_hidden, out_rms)
+            proj = Projector(self.encoder.dim, emb.shape[1], self.config.stack, self.config.projector_hidden, out_rms,
+                             ctc_classes=len(vocab or []))
+        if proj.ctc is not None:
+            # each class starts as its token's direction in the LLM's embedding space: a frame projected near a
+            # token's embedding scores that token (cosine x 5); blank starts as a constant
+            with torch.no_grad():
+                e = emb[torch.tensor(vocab)].float()
+                e = e / e.norm(dim=1, keepdim=True).clamp_min(1e-6)
+                proj.ctc.weight.zero_()
+                proj.ctc.weight[:-1] = 5.0 * e / (out_rms * emb.shape[1] ** 0.5)
+                proj.ctc.bias.zero_()
+                proj.ctc.bias[-1] = 1.0
         return proj.to(self.device_name)
 
     def add_lora(self, spec: LoraSpec, adapter_dir: Path | None = None) -> None:
@@ -222,7 +244,52 @@ class SpeechLLM(torch.nn.Module):
         return self.encoder([np.asarray(a, dtype=np.float32).reshape(-1)[:max_n] for a in audio])
 
     def project(self, hidden: torch.Tensor, lengths: list[int]) -> list[torch.Tensor]:
-        return [a.to(self.llm_dtype) for a in self.projector.embed(hidden, lengths)]
+        ys = self.projector.embed(hidden, lengths)
+        if self.config.audio_tokens == "ctc":
+            ys = [self.ctc_collapse(y) for y in ys]
+        return [a.to(self.llm_dtype) for a in ys]
+
+    # CTC audio tokens ----------------------------------------------------------------
+
+    def ctc_embeddings(self) -> torch.Tensor:
+        """The LLM's input embeddings of the CTC sub-vocabulary (V, D), frozen."""
+        if getattr(self, "_ctc_emb", None) is None:
+            w = self.lm.get_input_embeddings().weight
+            self._ctc_emb = w[torch.tensor(self.config.ctc_vocab, device=w.device)].detach().float()
+        return self._ctc_emb
+
+    def ctc_log_probs(self, hidden: torch.Tensor, lengths: list[int]) -> list[torch.Tensor]:
+        """Per clip, CTC log-probabilities (n_i, V + 1) over the sub-vocabulary and the blank (last)."""
+        return [self.projector.ctc_logits(y).float().log_softmax(-1) for y in self.projector.embed(hidden, lengths)]
+
+    def ctc_collapse(self, y: torch.Tensor) -> torch.Tensor:
+        """Projected frames -> one LLM input per emitted token: blank frames dropped, a run of frames with the
+        same best token merged, each position the posterior-weighted mix of the token embeddings (so the
+        input stays differentiable for the reply-loss stage). Silence can give no position at all."""
+        logp = self.projector.ctc_logits(y).float().log_softmax(-1)
+        blank = logp.shape[1] - 1
+        best = logp.argmax(-1).tolist()
+        post = logp[:, :blank].softmax(-1)  # renormalised without the blank
+        mixed = post @ self.ctc_embeddings()
+        out, run = [], []
+        for i, b in enumerate(best):
+            if run and (b == blank or b != best[run[-1]] or i != run[-1] + 1):
+                out.append(mixed[run].mean(0))
+                run = []
+            if b != blank:
+                run.append(i)
+        if run:
+            out.append(mixed[run].mean(0))
+        return torch.stack(out) if out else mixed.new_zeros(0, mixed.shape[1])
+
+    def heard(self, audio: np.ndarray) -> str:
+        """What the CTC head hears in a clip (greedy decoding), as text: a check that the projector listens."""
+        if self.config.audio_tokens != "ctc":
+            raise SpeechModelError("only a model with CTC audio tokens has a transcript of what it hears")
+        with torch.no_grad():
+            h, lens = self.encode_audio([audio])
+            logp = self.ctc_log_probs(h, lens)[0]
+        return ctc_text(self.tokenizer, self.config.ctc_vocab, logp.argmax(-1).tolist())
 
     def audio_embeds(self, audio: list[np.ndarray]) -> list[torch.Tensor]:
         h, lens = self.encode_audio(audio)

@@ -6,6 +6,12 @@ Whisper's encoder emits 50 frames per second; stacking ``stack`` neighbours
 block between two norms; the output norm's gain starts at the RMS of the LLM's
 own token embeddings so that, before any training, audio tokens already sit at
 the scale the LLM expects (an untrained projector is then a fair baseline).
+
+With ``ctc_classes`` > 0 the projector also carries a CTC head: a linear map from
+its output to a sub-vocabulary of LLM tokens plus a blank (the last class). The
+alignment stage trains it against transcripts without running the LLM at all;
+``SpeechLLM`` then feeds the LLM posterior-weighted mixes of its own token
+embeddings for the frames that are not blank.
 """
 
 from __future__ import annotations
@@ -25,13 +31,21 @@ class RMSNorm(nn.Module):
 
 
 class Projector(nn.Module):
-    def __init__(self, in_dim: int, out_dim: int, stack: int = 8, hidden: int = 1024, out_rms: float = 1.0):
+    def __init__(self, in_dim: int, out_dim: int, stack: int = 8, hidden: int = 1024, out_rms: float = 1.0,
+                 ctc_classes: int = 0):
         super().__init__()
         self.in_dim, self.out_dim, self.stack, self.hidden = in_dim, out_dim, stack, hidden
         self.norm_in = RMSNorm(in_dim * stack)
         self.up = nn.Linear(in_dim * stack, 2 * hidden)
         self.down = nn.Linear(hidden, out_dim)
         self.norm_out = RMSNorm(out_dim, init=out_rms)
+        self.ctc = nn.Linear(out_dim, ctc_classes + 1) if ctc_classes else None
+
+    def ctc_logits(self, y: torch.Tensor) -> torch.Tensor:
+        """Projector outputs (n, out_dim) -> CTC logits (n, classes + 1); the blank is the last class."""
+        if self.ctc is None:
+            raise ValueError("this projector has no CTC head")
+        return self.ctc(y.to(self.ctc.weight.dtype))
 
     def stack_frames(self, h: torch.Tensor) -> torch.Tensor:
         """(T, d) -> (ceil(T / stack), d * stack), zero-padding the last group."""

@@ -263,7 +263,7 @@ def synth_run(
     run_ref = f"{run.resolve()}" + (f"@{man.created}" if man else "")
 
     totals = defaultdict(float)
-    bar = _Bar(len(todo), len(recs) - len(todo), progress)
+    bar = _Bar(len(todo), len(done), progress)  # dialogues left out by --limit are not 'already voiced'
     t0 = time.perf_counter()
 
     recorded: set[str] = set()

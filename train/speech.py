@@ -2,6 +2,8 @@
 
 Read top to bottom; one function per phase, the training loop in ``train``.
 
+Stage 0 (``train.speech_align``): the projector learns to spell the customer's
+words in the LLM's own tokens with a CTC loss, without running the LLM.
 Stage 1 (the published Ultravox recipe): Whisper encoder and LLM frozen, only the
 projector learns. Stage 2 (optional): LoRA adapters on the LLM learn as well,
 starting from a stage-1 projector with ``init_from``. The loss is cross-entropy
@@ -56,7 +58,8 @@ class SpeechTrainConfig(BaseModel):
     max_context_turns: int = 4
     scenario: str | None = Field(None, description="scenario of the dialogues when the dataset does not say")
     # stages
-    stage: Literal[1, 2] = 1
+    stage: Literal[0, 1, 2] = Field(1, description="0: CTC alignment of the projector (no LLM pass); "
+                                    "1: projector on the reply loss; 2: + LoRA")
     init_from: str | None = Field(None, description="checkpoint whose projector (and LoRA) start this run")
     lora_r: int = 8
     lora_alpha: int = 16
@@ -302,6 +305,11 @@ def git_revision() -> str | None:
 def train(cfg: SpeechTrainConfig, progress: bool = True) -> dict:
     import torch
     from tqdm import tqdm
+
+    if cfg.stage == 0:
+        from .speech_align import train as align
+
+        return align(cfg, progress)
 
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)

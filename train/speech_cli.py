@@ -15,7 +15,8 @@ def register_speech(train: typer.Typer) -> None:
         out: str = typer.Option(..., "--out", help="checkpoint folder; rerun the same command to resume"),
         llm: str = typer.Option("smollm2", help="LLM preset, .gguf file or local HF folder (e.g. from `mads train sft`)"),
         whisper: str = typer.Option("base", help="Whisper preset (base, tiny.en) or CTranslate2 folder"),
-        stage: int = typer.Option(1, min=1, max=2, help="1: projector only; 2: projector + LoRA on the LLM"),
+        stage: int = typer.Option(1, min=0, max=2, help="0: CTC alignment (no LLM pass); 1: projector on the reply loss; "
+                                "2: projector + LoRA on the LLM"),
         init_from: Optional[str] = typer.Option(None, help="checkpoint to start from (stage 2 after stage 1)"),
         steps: int = typer.Option(200, min=1),
         batch_size: int = typer.Option(4, min=1),
