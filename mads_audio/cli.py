@@ -114,6 +114,7 @@ def register(app: typer.Typer, train: typer.Typer, eval_: typer.Typer) -> None:
         split: str = typer.Option("test", help="test (held-out dialogues), train or all"),
         test_fraction: float = typer.Option(0.1, help="must match the value used for training"),
         limit: int = typer.Option(64, help="examples to score"),
+        per_dialogue: Optional[int] = typer.Option(None, help="at most this many turns per dialogue, evenly spaced"),
         batch_size: int = typer.Option(4),
         untrained: bool = typer.Option(True, help="also score an untrained projector"),
         controls: bool = typer.Option(False, help="also score each turn with another dialogue's audio and with "
@@ -131,6 +132,7 @@ def register(app: typer.Typer, train: typer.Typer, eval_: typer.Typer) -> None:
         from .eval import EvalConfig, evaluate, format_report, write_report
 
         cfg = EvalConfig(ckpt=ckpt, data=data, split=split, test_fraction=test_fraction, limit=limit,
+                         per_dialogue=per_dialogue,
                          batch_size=batch_size, untrained=untrained, controls=controls, telephony=telephony, asr=None if asr in (None, "none") else asr,
                          generate=generate, max_new_tokens=max_tokens, scenario=scenario, threads=threads,
                          device=device)

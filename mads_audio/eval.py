@@ -42,6 +42,8 @@ class EvalConfig(BaseModel):
     split: str = "test"
     test_fraction: float = 0.1
     limit: int = 64
+    per_dialogue: int | None = Field(None, ge=1, description="at most this many turns per dialogue, evenly spaced "
+                                     "(spreads a small --limit over more calls)")
     batch_size: int = 4
     untrained: bool = Field(True, description="also score an untrained projector (same seed as training)")
     controls: bool = Field(False, description="also score each turn with another dialogue's audio and with silence")
@@ -132,6 +134,18 @@ def _buckets(values: np.ndarray, diff: np.ndarray, edges: list[float], label: st
     return rows
 
 
+def spread(exs: list[SpeechExample], k: int) -> list[SpeechExample]:
+    """At most ``k`` examples per dialogue, evenly spaced over its turns, dialogues in their order."""
+    by: dict[str, list[SpeechExample]] = {}
+    for e in exs:
+        by.setdefault(e.dialogue_id, []).append(e)
+    out = []
+    for xs in by.values():
+        idx = sorted({round(i * (len(xs) - 1) / max(1, k - 1)) for i in range(min(k, len(xs)))}) if k > 1 else [0]
+        out += [xs[i] for i in idx]
+    return out
+
+
 def shuffled_order(dialogues: list[str]) -> list[int]:
     """For each turn, the turn whose audio it hears in the shuffled control: never its own and, when no dialogue
     holds more than half the turns, never one of its own dialogue (a rotation by the largest dialogue's size over
@@ -161,15 +175,18 @@ def paired(control: np.ndarray, true: np.ndarray, w: np.ndarray, seed: int = 0, 
 
 
 def _controls(model: SpeechLLM, exs: list[SpeechExample], samples: list[Sample], speech: np.ndarray,
-              w: np.ndarray, cfg: EvalConfig) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+              text: np.ndarray, w: np.ndarray, cfg: EvalConfig) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     order = shuffled_order([e.dialogue_id for e in exs])
-    shuffled = [Sample(audio=samples[j].audio, context=s.context, user_text=s.user_text, reply=s.reply,
+    shuffled = [Sample(audio=samples[j].audio, context=s.context, user_text=samples[j].user_text, reply=s.reply,
                        scenario=s.scenario) for s, j in zip(samples, order)]
     silent = [Sample(audio=np.zeros_like(s.audio), context=s.context, user_text=s.user_text, reply=s.reply,
                      scenario=s.scenario) for s in samples]
     losses = {"shuffled": _losses(model, shuffled, cfg.batch_size, "audio"),
-              "silence": _losses(model, silent, cfg.batch_size, "audio")}
-    rep = {name: paired(v, speech, w) for name, v in losses.items()}
+              "silence": _losses(model, silent, cfg.batch_size, "audio"),
+              "text_shuffled": _losses(model, shuffled, cfg.batch_size, "text")}
+    rep = {name: paired(v, speech, w) for name, v in losses.items() if name != "text_shuffled"}
+    # the same shuffle read as ground-truth text: how much a perfect ear could gain over the wrong turn
+    rep["text_shuffled"] = paired(losses["text_shuffled"], text, w)
     rep["shuffled_from"] = [exs[j].id for j in order]
     return rep, losses
 
@@ -184,7 +201,10 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(cfg.threads)
-    exs: list[SpeechExample] = load_examples(cfg.data, cfg.split, cfg.test_fraction, cfg.scenario)[: cfg.limit]  # type: ignore[arg-type]
+    exs: list[SpeechExample] = load_examples(cfg.data, cfg.split, cfg.test_fraction, cfg.scenario)  # type: ignore[arg-type]
+    if cfg.per_dialogue:
+        exs = spread(exs, cfg.per_dialogue)
+    exs = exs[: cfg.limit]
     if not exs:
         raise ValueError(f"{cfg.data}: no '{cfg.split}' examples to evaluate")
     t0 = time.perf_counter()
@@ -200,9 +220,10 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
     loss = {"speech": _wavg(speech, w), "text_ground_truth": _wavg(text, w)}
     control_losses: dict[str, np.ndarray] = {}
     if cfg.controls:
-        report["controls"], control_losses = _controls(model, exs, samples, speech, w, cfg)
+        report["controls"], control_losses = _controls(model, exs, samples, speech, text, w, cfg)
         loss["speech_shuffled_audio"] = _wavg(control_losses["shuffled"], w)
         loss["speech_silence"] = _wavg(control_losses["silence"], w)
+        loss["text_shuffled_transcript"] = _wavg(control_losses["text_shuffled"], w)
     heard = _heard(model, exs, samples) if model.config.audio_tokens == "ctc" else None
     if heard:
         report["heard"] = {"wer_corpus": heard["wer_corpus"]}
@@ -286,14 +307,16 @@ def format_report(r: dict[str, Any]) -> str:
         "text_asr_cascade": "text model, ASR transcript (cascade)",
         "speech_shuffled_audio": "control: another dialogue's audio",
         "speech_silence": "control: silence of the same length",
+        "text_shuffled_transcript": "text model, the shuffled turn's transcript",
     }
     for k, label in names.items():
         if k in r["reply_loss"]:
             lines.append(f"  {label:40s} {r['reply_loss'][k]:.4f}")
-    for name, label in (("shuffled", "shuffled audio"), ("silence", "silence")):
+    for name, label in (("shuffled", "shuffled audio minus true audio"), ("silence", "silence minus true audio"),
+                        ("text_shuffled", "text model, shuffled minus true transcript")):
         c = r.get("controls", {}).get(name)
         if c:
-            lines.append(f"{label} minus true audio: {c['mean_diff']:+.3f} nats/token "
+            lines.append(f"{label}: {c['mean_diff']:+.3f} nats/token "
                          f"[95% CI {c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}], true audio better on "
                          f"{c['true_better_share']:.0%} of {c['n']} turns")
     if "heard" in r:

@@ -230,7 +230,7 @@ def save(model, opt, cfg: SpeechTrainConfig, step: int, log: list[dict]) -> None
     tmp = out / (STATE_FILE + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, out / STATE_FILE)
-    plot_losses(log, out / PLOT_FILE)
+    plot_losses(log, out / PLOT_FILE, ctc=cfg.stage == 0)
 
 
 def try_resume(model, opt, cfg: SpeechTrainConfig) -> int:
@@ -268,7 +268,7 @@ def read_log(path: Path, upto: int) -> list[dict]:
     return rows
 
 
-def plot_losses(log: list[dict], path: Path) -> None:
+def plot_losses(log: list[dict], path: Path, ctc: bool = False) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -280,9 +280,9 @@ def plot_losses(log: list[dict], path: Path) -> None:
         return
     fig, ax = plt.subplots(figsize=(6, 3.5))
     if tr:
-        ax.plot(*zip(*tr), label="train (reply tokens)", lw=1)
+        ax.plot(*zip(*tr), label="train (CTC, per target token)" if ctc else "train (reply tokens)", lw=1)
     if ev:
-        ax.plot(*zip(*ev), "o-", label="held-out reply loss")
+        ax.plot(*zip(*ev), "o-", label="held-out CTC loss" if ctc else "held-out reply loss")
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats/token)")
     ax.legend()

@@ -226,5 +226,5 @@ def train(cfg: SpeechTrainConfig, progress: bool = True) -> dict:
         "heard_examples": [{"spoken": t, "heard": h} for t, h in zip(held_texts, final.get("heard", []))][:8],
     }
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
-    plot_losses(log, out / "loss.png")
+    plot_losses(log, out / "loss.png", ctc=True)
     return summary

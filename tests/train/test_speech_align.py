@@ -13,7 +13,7 @@ from speech_fixtures import SPEED_CONFIG_KW, tiny_dataset  # noqa: E402
 from mads_audio.checkpoint import read_checkpoint_info  # noqa: E402
 from mads_audio.config import SpeechLLMConfig  # noqa: E402
 from mads_audio.data import load_examples, read_audio  # noqa: E402
-from mads_audio.eval import EvalConfig, evaluate, format_report, paired, shuffled_order  # noqa: E402
+from mads_audio.eval import EvalConfig, evaluate, format_report, paired, shuffled_order, spread  # noqa: E402
 from train.speech import SpeechTrainConfig, train  # noqa: E402
 
 
@@ -73,6 +73,8 @@ def test_controls_show_the_aligned_model_listens_and_stage_one_continues(aligned
     assert c["shuffled"]["mean_diff"] > 0.3 and c["silence"]["mean_diff"] > 0.3
     assert c["shuffled"]["ci95"][0] > 0 and c["shuffled"]["true_better_share"] > 0.5
     assert rep["reply_loss"]["speech"] < rep["reply_loss"]["speech_shuffled_audio"]
+    assert c["text_shuffled"]["mean_diff"] > 0.3  # a perfect ear's gap, beside the audio's
+    assert rep["per_example"][0]["loss_text_shuffled"] > 0
     assert "shuffled audio minus true audio" in format_report(rep) and rep["heard"]["wer_corpus"] < 0.5
     # the reply-loss stage starts from the aligned projector and keeps its CTC audio tokens
     s1 = train(_cfg(tmp_path / "s1", stage=1, init_from=str(out), steps=2, lr=1e-4), progress=False)
@@ -85,6 +87,15 @@ def test_shuffled_control_never_hears_its_own_dialogue():
     assert sorted(order) == list(range(len(dialogues)))  # every clip is heard once
     assert all(dialogues[j] != dialogues[i] for i, j in enumerate(order))
     assert shuffled_order(["a", "a"]) == [1, 0]  # one dialogue: at least another turn
+
+
+def test_spread_keeps_evenly_spaced_turns_per_dialogue():
+    from mads_audio.data import SpeechExample
+
+    exs = [SpeechExample(id=f"{d}:{t}", dialogue_id=d, turn=t, user_text="x", user_audio="a.wav", reply="y")
+           for d, n in (("a", 5), ("b", 1), ("c", 2)) for t in range(n)]
+    assert [e.id for e in spread(exs, 2)] == ["a:0", "a:4", "b:0", "c:0", "c:1"]
+    assert [e.id for e in spread(exs, 3)][:3] == ["a:0", "a:2", "a:4"] and len(spread(exs, 1)) == 3
 
 
 def test_paired_difference_and_interval():
