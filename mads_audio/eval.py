@@ -317,7 +317,7 @@ def format_report(r: dict[str, Any]) -> str:
         c = r.get("controls", {}).get(name)
         if c:
             lines.append(f"{label}: {c['mean_diff']:+.3f} nats/token "
-                         f"[95% CI {c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}], true audio better on "
+                         f"[95% CI {c['ci95'][0]:+.3f}, {c['ci95'][1]:+.3f}], the true turn better on "
                          f"{c['true_better_share']:.0%} of {c['n']} turns")
     if "heard" in r:
         lines.append(f"what the CTC projector hears: WER {r['heard']['wer_corpus']:.3f} (corpus)")
