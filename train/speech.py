@@ -302,6 +302,18 @@ def git_revision() -> str | None:
 # --- the loop --------------------------------------------------------------------------
 
 
+def prepare(cfg: SpeechTrainConfig) -> tuple[Path, list[SpeechExample], list[SpeechExample]]:
+    """Threads, seed, offline mode, the output folder and the data: the same for every stage."""
+    import torch
+
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out, *load_data(cfg)
+
+
 def train(cfg: SpeechTrainConfig, progress: bool = True) -> dict:
     import torch
     from tqdm import tqdm
@@ -311,13 +323,7 @@ def train(cfg: SpeechTrainConfig, progress: bool = True) -> dict:
 
         return align(cfg, progress)
 
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    train_exs, held = load_data(cfg)
-
+    out, train_exs, held = prepare(cfg)
     model = build_model(cfg)
     opt = make_optimizer(model, cfg)
     start = try_resume(model, opt, cfg)

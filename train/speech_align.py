@@ -19,9 +19,7 @@ The checkpoint is an ordinary speech checkpoint with ``audio_tokens: ctc``:
 from __future__ import annotations
 
 import json
-import os
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -33,9 +31,10 @@ from .speech import (
     SUMMARY_FILE,
     SpeechTrainConfig,
     batch_indices,
-    load_data,
     lr_factor,
+    make_optimizer,
     plot_losses,
+    prepare,
     read_log,
     save,
     try_resume,
@@ -140,14 +139,7 @@ def train(cfg: SpeechTrainConfig, progress: bool = True) -> dict:
 
     from mads_audio.llm import llm_folder
 
-    from .speech import make_optimizer
-
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    train_exs, held = load_data(cfg)
+    out, train_exs, held = prepare(cfg)
 
     if (out / "config.json").exists():  # resuming: the classes are the ones already trained
         from mads_audio.checkpoint import read_checkpoint_info
