@@ -26,6 +26,17 @@ _NOT_TAKE = r"(?! into\b| as\b| seriously| under\b| to heart)"
 _LATER = r"(?:(?:right )?now|yet|today|for now|at the moment|at (?:this|the present))"
 
 
+# a named day or clock time: what makes a booking specific ("next week" and "soon" do not)
+_WHEN = (r"\b(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|tomorrow|tonight|today|this (?:morning|afternoon|"
+         r"evening|weekend)|\d{1,2}(?::\d\d)? ?(?:am|pm|a\.m|p\.m|o'?clock)|(?:at|by) (?:\d{1,2}(?::\d\d)?|noon|one|two|three|"
+         r"four|five|six|seven|eight|nine|ten|eleven|twelve)\b)")
+WHEN = re.compile(_WHEN, re.IGNORECASE)
+# wanting to book is accepting only with a specific time (or a home test drive): "I want to schedule a test drive" is
+# a wish, "I'm ready to schedule it" after the agent's "Let's schedule a test drive" a yes
+BOOKING = re.compile(r"\b(?:book|schedule|reserve|come (?:in|by|over)|make an appointment)\b", re.IGNORECASE)
+WISH = re.compile(r"\b(?:want|would like|'d like|'d love|need|hope) to\b", re.IGNORECASE)
+HOME_OR_CONTACT = re.compile(r"\bhome\b|\b(?:number|e-?mail|contact details) is\b|\breach me (?:at|on)\b", re.IGNORECASE)
+
 # "I want to buy a new car" states a need, not a commitment to this one
 _NEED = r"(?! (?:a|an) (?:new|used|second-hand|cheaper|different|bigger|smaller|car|house|home|flat)\b| something)"
 _ACTS = (r"buy{need}|purchase{need}|make (?:the|a|my|this) (?:purchase|order)|say yes|apply|sign up|signup|subscribe|book|register|enrol|enroll|go ahead|proceed|go for it|"
@@ -58,6 +69,8 @@ COMMIT = _rx(
     r"\b(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|tomorrow|tonight|this evening)\b[^.?!]{0,40}"
     r"\b(?:works|is fine|is good|suits me|sounds good|is perfect|it is)\b",
     r"\bsee you (?:on|at|then|tomorrow|monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b",
+    # availability at a named time answers "when can we meet?" ("I'm available tomorrow at 10 AM")
+    rf"\bi'?m (?:available|free)\b[^.?!]{{0,25}}{_WHEN}",
 )
 # paying an amount: "I'm ready to pay 10,000 RMB" commits, "I want to pay 536 RMB a month" counter-offers, and so does
 # "I will pay 131,650 RMB. Can you give me a discount?" (read_cues drops it when the turn bargains)
@@ -112,7 +125,7 @@ DEFER = _rx(
 REFUSE = _rx(
     r"\bnot interested\b", r"\bno,? thanks?\b", r"\bno,? thank you\b", r"\bnot for me\b", r"\bi'?ll pass\b",
     r"\bpass on (?:it|this|that)\b",
-    r"\bi (?:don'?t|do not) (?:want|need) (?:it|this|that|any|one|another(?: one)?|insurance|a car|a new car|the \w+)\b",
+    r"\bi (?:don'?t|do not) (?:want|need) (?:it|this|that|any|one|another(?: \w+)?|insurance|a car|a new (?:one|car|policy|product|plan)|the \w+)\b",
     r"\b(?:stop|quit) calling\b", r"\b(?:don'?t|do not|never) call (?:me|here|again)\b", r"\bremove (?:me|my number)\b",
     r"\btake me off\b", r"\bleave me alone\b", r"\bwaste of (?:my )?time\b",
     r"\bi'?m not (?:buying|going to (?:buy|sign|do|take|apply|book)|signing|doing (?:it|this|that)|taking (?:it|this))\b",
@@ -121,8 +134,11 @@ REFUSE = _rx(
     r"\bi (?:decline|refuse)\b", r"\bi (?:can'?t|cannot) do (?:it|this|that)(?=\W*$|,)", r"\b(?:need|have|want|going) to (?:decline|refuse|turn down)\b",
     r"\b(?:decline|turn down|refuse) (?:the|your|this|that) (?:offer|proposal|product|plan)\b", r"\bno deal\b", r"\bnot going to happen\b", r"\bforget (?:it|about it)\b",
     r"\bi'?ll (?:look|shop) (?:elsewhere|somewhere else|around)\b",
+    r"\b(?:find|get|buy) (?:a|an|one|another|something)\b[^.?!]{0,30}\b(?:elsewhere|somewhere else)\b",
+    r"\b(?:stay|keep) away from (?:it|this|that)\b",
+    r"\bi'?m (?:going to|gonna) stay away\b",
     r"\b(?:can'?t|cannot|won'?t|will not) accept (?:your|the|this|that) (?:offer|proposal|invitation)\b",
-    r"\bi (?:don'?t|do not) think i (?:can|will|want to) (?:do|take|buy|afford|go ahead with) (?:this|it|that)\b",
+    r"\bi (?:don'?t|do not) think i (?:can|will|want to) (?:do|take|buy|go ahead with) (?:this|it|that)\b",
     # "I can't agree to it at this time" postpones
     r"\bi (?:can'?t|cannot) (?:book|buy|accept|agree to|commit to|sign up for|take|go ahead with) (?:it|this|that|a|the|your|anything)\b"
     rf"(?![^.?!]*\b{_LATER}\b)",
@@ -146,10 +162,12 @@ NEG_COMMIT = re.compile(
 # return isn't guaranteed, I'd rather keep a time deposit" stays an objection
 ALTERNATIVE = _rx(r"\bi'?ll (?:go|stick|stay) with (?!it\b|this\b|that\b)[^.?!]{0,40}\b(?:first|instead)\b",
                   r"\b(?:i'?ll|i will|i'?d rather|i would rather|i prefer to|i'?m going to)(?: just)? (?:keep|stick with|stay with)"
-                  r"\b[^.?!]{0,40}\binstead\b", r"\bi'?ll (?:just )?(?:keep|stick with|stay with) (?:my|the one i|what i)\b")
+                  r"\b[^.?!]{0,40}\binstead\b", r"\bi'?ll (?:just )?(?:keep|stick with|stay with) (?:my|the one i|what i)\b",
+                  r"\b(?:i'?ll|i'?d rather|i prefer to|i'?m going to)(?: just)? (?:keep|leave) (?:it|my money|the money|my savings)"
+                  r" (?:in|at|with) (?:the |my |a )?(?:time deposit|deposits?|bank|savings|current account|account)\b")
 # "I can't afford it" is an objection the first time; said again after the agent's answer it is a no
 SOFT_NO = _rx(
-    r"\bcan'?t afford\b", r"\bcannot afford\b", r"\btoo expensive\b", r"\btoo much (?:money|for me)\b",
+    r"\bcan'?t afford\b", r"\bcannot afford\b", r"\b(?:don'?t|do not) think i can afford\b", r"\btoo expensive\b", r"\btoo much (?:money|for me)\b",
     r"\bout of my (?:budget|price range|range)\b", r"\bmore than i can (?:afford|pay|spend|put)\b",
     r"\bdon'?t have (?:the|that kind of|enough|any) money\b", r"\bno money to spare\b", r"\bnot in (?:my|the) budget\b",
     r"\bmoney is (?:tight|short)\b", r"\bcan'?t take on (?:another|any more|more)\b", r"\bcan'?t (?:pay|spend) (?:that|this|so) much\b",
@@ -160,6 +178,7 @@ SOFT_NO = _rx(
 )
 # a request for information keeps a repeated price objection a negotiation ("I need to know what cover I can get")
 REQUEST = _rx(r"\b(?:need|want|would like|'d like) to (?:know|understand|see|hear)\b", r"\btell me\b", r"\bexplain\b",
+              r"\bneed (?:your |some )?help\b", r"\bbut i (?:still )?(?:want|would like|'d like|need|like)\b",
               r"\bis there (?:a|any)\b", r"\bdo you have\b", r"\b(?:what|which) (?:kind|sort|type|options?|other)\b",
               r"\b(?:a )?cheaper\b", r"\b(?:lower|smaller|less expensive)\b")
 END = _rx(
@@ -267,6 +286,9 @@ def read_cues(customer: str, agent_before: str = "") -> Cues:
         # "I'm ready to pay 10,000 RMB, but I also need to know how much it will grow" is not done yet
         if (cues.soft_no and parts.index(cues.soft_no) > i) or (i + 1 < len(parts) and BUT.match(parts[i + 1])):
             cues.commit = None
+    if (cues.commit and BOOKING.search(cues.commit) and WISH.search(canon(cues.commit))
+            and not any(WHEN.search(canon(t)) or HOME_OR_CONTACT.search(t) for t in (customer, agent_before))):
+        cues.commit = None
     if cues.proposal and parts:
         first = parts[0]
         # "Yes, please." to "Shall I send the link?" is a commitment; "Yes, but how much?" is not

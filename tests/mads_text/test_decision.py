@@ -69,6 +69,14 @@ def run(coro):
         ("I don't think I need a second policy.", "", "refuse"),
         ("Sorry, I can't continue this conversation.", "", "end"),
         ("I'm getting tired of this.", "", "end"),
+        # availability at a named time, keeping one's money where it is, not needing a new one
+        ("I'm available tomorrow at 10 AM.", "When would suit you for the application?", "commit"),
+        ("I see. I'll keep it in the time deposit then.", "", "refuse"),
+        ("I already have products like this, so I don't need a new one.", "", "refuse"),
+        ("I don't think I can afford it.", "", "soft_no"),
+        ("I want to schedule a test drive on Saturday at 10 AM.", "", "commit"),
+        ("I'm sure I can find a good car elsewhere.", "", "refuse"),
+        ("I think I am going to stay away.", "", "refuse"),
     ],
 )
 def test_cues_found(said, agent, cue):
@@ -97,6 +105,9 @@ def test_cues_found(said, agent, cue):
         ("I want to pay 300 RMB a month at most.", ""),  # a counter-offer
         ("I will pay 120,000 RMB. Can you give me a discount?", ""),
         ("I can make the payment by card, right?", ""),
+        ("I want to schedule a test drive and get a quote. Please contact me.", ""),  # a wish: no time, no details
+        ("I would like to book a test drive.", "We can schedule it at a date and time that suits you."),
+        ("I'm not free tomorrow.", "Would tomorrow work for the branch visit?"),
     ],
 )
 def test_no_commitment(said, agent):
@@ -272,6 +283,9 @@ def test_a_price_objection_made_twice_is_a_refusal():
     assert decide_call(asking).outcome == "undecided"  # still negotiating
     asking = first + [T("agent", "It is the best we have."), T("user", "I can't afford it. I need to know what else I can get.")]
     assert decide_call(asking).outcome == "undecided"  # a request without a question mark
+    still = first + [T("agent", "It protects your family."), T("user", "I can't afford that, but I still want to try.")]
+    assert decide_call(still).outcome == "undecided"
+    assert read_cues("I don't think I can afford it.").refuse is None  # the first saying is an objection
 
 
 def test_reported_and_conditional_refusals_are_no_refusals():
