@@ -30,7 +30,7 @@ from .common.records import Turn
 from .llm import GenParams, LLMBackend, Message
 from .personas import Persona, agent_transcript_header, render_agent_prompt, render_user_prompt, user_transcript_header
 from .scenario import Scenario
-from .stance import derive_stance, render_stance
+from .stance import LEANING_TEXT, derive_stance, render_stance
 
 PromptMode = Literal["chat", "transcript"]
 
@@ -112,6 +112,7 @@ def clean_reply(
     other_name: str,
     other_last: str | None,
     impersonation: list[str] | None = None,
+    instructions: list[str] | None = None,
 ) -> Cleaned:
     """Repair or reject one generated utterance of ``own_name``."""
     text = raw.replace("\r", "").strip()
@@ -152,7 +153,18 @@ def clean_reply(
     for phrase in impersonation or []:
         if phrase.lower() in core.lower():
             return Cleaned(text, cleaned, f"spoke as the salesperson ('{phrase}')")
+    if any(_shares_run(core, ins) for ins in instructions or []):
+        return Cleaned(text, cleaned, "recited its instructions")
     return Cleaned(text, cleaned)
+
+
+RECITED_WORDS = 6  # six words in a row from a private note are the note read aloud, not a turn of phrase
+
+
+def _shares_run(said: str, note: str, n: int = RECITED_WORDS) -> bool:
+    a, b = _norm_words(said), _norm_words(note)
+    grams = {tuple(b[i:i + n]) for i in range(len(b) - n + 1)}
+    return any(tuple(a[i:i + n]) in grams for i in range(len(a) - n + 1))
 
 
 def _content(text: str) -> set[str]:
@@ -211,6 +223,10 @@ class _Participant:
     def _impersonation(self) -> list[str]:
         return []
 
+    def _instructions(self, history: list[Turn]) -> list[str]:
+        """Private notes in the prompt that must never be spoken."""
+        return []
+
     async def next_turn(self, history: list[Turn]) -> Reply:
         prompt = self._prompt(history)
         other_last = next((t.text for t in reversed(history) if t.role != self.role), None)
@@ -242,6 +258,7 @@ class _Participant:
                 other_name=self.other_name,
                 other_last=other_last,
                 impersonation=self._impersonation(),
+                instructions=self._instructions(history),
             )
             if res.retry is None and said_before is not None:
                 kept, dropped = drop_repeats(res.text, said_before, [t.text for t in history if t.role == self.role])
@@ -378,6 +395,14 @@ class UserAgent(_Participant):
 
     def _said_before(self, history: list[Turn]) -> list[str]:
         return [s for t in history if t.role == "user" for s in sentences(t.text)]
+
+    def _instructions(self, history: list[Turn]) -> list[str]:
+        # how the customer decides and the reminders before its line; the objections are meant to be said, so they
+        # are not among them
+        if not self.stance:
+            return []
+        note = re.sub(r'"[^"]*"', "", stance_note(self.stance, history, self.own_name))
+        return [LEANING_TEXT[self.stance.leaning].format(name=self.own_name), note]
 
     def _prompt(self, history: list[Turn]):
         if self.mode == "transcript":

@@ -64,7 +64,7 @@ COMMIT = _rx(
     r"^\W*(?:(?:yes|yeah|ok|okay|sure|alright|great|then|so|please|just|go ahead and)\W+)*"
     r"(?:book|schedule|reserve) (?:me|it|a (?:slot|time|test drive|drive|visit|appointment)|the (?:test drive|appointment|drive|visit))\b",
     r"\b(?:it'?s|that'?s) a deal\b", r"^\W*deal\b",
-    r"\bi accept\b(?! that)", r"\bi agree to (?:subscribe|buy|purchase|apply|sign|book|register|it\b|this\b|the (?:offer|terms|plan|policy))",
+    r"\bi accept\b(?! that)", r"\b(?:i'?m|i am) ready to accept\b(?! (?:that|the fact|it if))", r"\bi agree to (?:subscribe|buy|purchase|apply|sign|book|register|it\b|this\b|the (?:offer|terms|plan|policy))",
     r"\bmy (?:phone )?(?:number|email|contact)(?: details)? is\b", r"\byou can (?:reach|call|contact|text) me (?:at|on)\b",
     r"\b(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|tomorrow|tonight|this evening)\b[^.?!]{0,40}"
     r"\b(?:works|is fine|is good|suits me|sounds good|is perfect|it is)\b",
@@ -78,8 +78,9 @@ AMOUNT = _rx(rf"\b(?:i'?ll|i will|i'?m ready to|i am ready to|i'?m going to)(?: 
 BARGAIN = _rx(r"\bdiscount\b", r"\bcheaper\b", r"\blower (?:the )?(?:price|premium)\b", r"\bbetter (?:price|deal|offer)\b")
 # "I don't think I need this" is a first reaction when it is the customer's first turn (``decision.last_cues``)
 NO_NEED = _rx(r"\bi (?:don'?t|do not)(?: think i)? need\b")
-# a link asked for is a link agreed to, even phrased as a question
-LINK_REQUEST = _rx(r"\b(?:i'?d like|i would like|i want|i need)(?: to (?:see|get|have|receive))? (?:the |a |an |your )?"
+# a link asked for is a link agreed to, even phrased as a question; so is asking, please, to buy it now
+LINK_REQUEST = _rx(r"\b(?:can|could|may) i please (?:buy|purchase|apply for|subscribe to|sign up for|get) (?:it|this|that|the)\b"
+                   r"[^.?!]{0,60}\b(?:now|today|right away)\W*$",r"\b(?:i'?d like|i would like|i want|i need)(?: to (?:see|get|have|receive))? (?:the |a |an |your )?"
                    r"(?:\w+ )?(?:application |sign-?up |registration |payment )?link\b",
                    r"\b(?:can|could|would|will) you (?:please )?(?:send|text|email|give) me (?:the |that |your |a |an )?"
                    r"(?:application |sign-?up |registration |payment )?link\b",
@@ -123,7 +124,7 @@ DEFER = _rx(
     r"\bhave to (?:think|check|discuss|talk)\b", r"\bneed to (?:think|check|discuss|talk|consult)\b",
 )
 REFUSE = _rx(
-    r"\bnot interested\b", r"\bno,? thanks?\b", r"\bno,? thank you\b", r"\bnot for me\b", r"\bi'?ll pass\b",
+    r"\bnot interested\b", r"\bno,? thanks?\b", r"\bno,? thank you\b", r"\bi'?ll pass\b",
     r"\bpass on (?:it|this|that)\b",
     r"\bi (?:don'?t|do not) (?:want|need) (?:it|this|that|any|one|another(?: \w+)?|insurance|a car|a new (?:one|car|policy|product|plan)|the \w+)\b",
     r"\b(?:stop|quit) calling\b", r"\b(?:don'?t|do not|never) call (?:me|here|again)\b", r"\bremove (?:me|my number)\b",
@@ -150,6 +151,11 @@ REFUSE = _rx(
     r"\bi (?:don'?t|do not)(?: really| actually)? want to (?:invest|put (?:my |any )?money) in (?:it|this|that|the \w+|your \w+)\b",
     r"\bi (?:don'?t|do not) think (?:i|we) (?:need|want) (?:it|this|that|one|another|the \w+|a \w+|any)\b",
 )
+# "not for me" refuses the offer, unless the turn prefers another version of it ("The Comfort trim is not for me. I'm more
+# interested in the Premium trim")
+NOT_FOR_ME = _rx(r"\bnot for me\b")
+PREFERS = _rx(r"\bmore interested in\b", r"\bi (?:'?d )?prefer\b", r"\bi'?d rather have\b", r"\b(?:the|a) \w+ (?:trim|plan|version|model) instead\b")
+
 # the mirror of a commitment: "I can't subscribe to it", "I won't buy this"; "I can't buy it right now" postpones and
 # "I don't want to buy it if I can't afford it" is a condition
 NEG_COMMIT = re.compile(
@@ -163,11 +169,13 @@ NEG_COMMIT = re.compile(
 ALTERNATIVE = _rx(r"\bi'?ll (?:go|stick|stay) with (?!it\b|this\b|that\b)[^.?!]{0,40}\b(?:first|instead)\b",
                   r"\b(?:i'?ll|i will|i'?d rather|i would rather|i prefer to|i'?m going to)(?: just)? (?:keep|stick with|stay with)"
                   r"\b[^.?!]{0,40}\binstead\b", r"\bi'?ll (?:just )?(?:keep|stick with|stay with) (?:my|the one i|what i)\b",
+                  r"\b(?:i'?d rather|i would rather|i prefer to)(?: just)? (?:keep|stay with|stick (?:with|to)) (?:a|my|the) (?:time )?deposits?\W*$",
                   r"\b(?:i'?ll|i'?d rather|i prefer to|i'?m going to)(?: just)? (?:keep|leave) (?:it|my money|the money|my savings)"
                   r" (?:in|at|with) (?:the |my |a )?(?:time deposit|deposits?|bank|savings|current account|account)\b")
 # "I can't afford it" is an objection the first time; said again after the agent's answer it is a no
 SOFT_NO = _rx(
-    r"\bcan'?t afford\b", r"\bcannot afford\b", r"\b(?:don'?t|do not) think i can afford\b", r"\btoo expensive\b", r"\btoo much (?:money|for me)\b",
+    r"\bcan'?t afford\b(?! to (?:go|be|live|stay) without)", r"\bcannot afford\b(?! to (?:go|be|live|stay) without)",
+    r"\bnot sure (?:if|whether) [^.?!]{0,30}\bis affordable\b", r"\b(?:don'?t|do not) think i can afford\b", r"\btoo expensive\b", r"\btoo much (?:money|for me)\b",
     r"\bout of my (?:budget|price range|range)\b", r"\bmore than i can (?:afford|pay|spend|put)\b",
     r"\bdon'?t have (?:the|that kind of|enough|any) money\b", r"\bno money to spare\b", r"\bnot in (?:my|the) budget\b",
     r"\bmoney is (?:tight|short)\b", r"\bcan'?t take on (?:another|any more|more)\b", r"\bcan'?t (?:pay|spend) (?:that|this|so) much\b",
@@ -274,7 +282,8 @@ def read_cues(customer: str, agent_before: str = "") -> Cues:
     cues.defer = _find(DEFER, parts, guard=False)
     # "I've been told that I can't buy it" reports a refusal, it does not make one
     said = [c for c in parts if not REPORTED.search(c)]
-    cues.refuse = _find(REFUSE, said, guard=False) or _find(NEG_COMMIT, said, guard=True) or _find(ALTERNATIVE, parts, guard=True)
+    cues.refuse = (_find(REFUSE, said, guard=False) or _find(NEG_COMMIT, said, guard=True) or _find(ALTERNATIVE, parts, guard=True)
+                   or (None if PREFERS.search(canon(customer)) else _find(NOT_FOR_ME, said, guard=False)))
     cues.end = _find(END, parts, guard=False)
     cues.soft_no = _find(SOFT_NO, parts, guard=False)
     # "Is that so? I can't afford to pay that much." asks for nothing: the question came before the objection

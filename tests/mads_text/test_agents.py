@@ -160,3 +160,22 @@ def test_stance_notes_follow_the_persona():
     note = stance_note(stubborn, long, "Linda")
     assert "running out of patience" in note and "ready to say yes" not in note
     assert stance_note(open_, [], "Linda") == ""  # nothing before the first round
+
+
+def test_a_customer_reciting_its_private_notes_is_resampled():
+    kw = dict(own_name="Sarah", other_name="Chen Jie", other_last="Would you like to book a test drive?")
+    note = "Sarah needs the objections answered convincingly; if they are and the price fits, Sarah agrees, otherwise Sarah declines."
+    said = "I need the objections answered convincingly; if they are and the price fits, Sarah agrees."
+    assert clean_reply(said, instructions=[note], **kw).retry == "recited its instructions"
+    # a few shared words are a turn of phrase, not the note read aloud
+    assert clean_reply("I agree if the price fits my budget.", instructions=[note], **kw).retry is None
+
+
+def test_the_customer_may_say_its_objections_but_not_how_it_decides():
+    user = UserAgent(P, SC, ScriptedBackend([]), "transcript")
+    history = [Turn(role="agent", text="Hello."), Turn(role="user", text="Hi."), Turn(role="agent", text="It is 288 a month.")]
+    notes = user._instructions(history)
+    assert user.stance and user.stance.objections
+    kw = dict(own_name=P.name, other_name="Li Wei", other_last="It is 288 a month.", instructions=notes)
+    assert clean_reply(user.stance.objections[0], **kw).retry is None
+    assert clean_reply(notes[0], **kw).retry == "recited its instructions"

@@ -77,6 +77,11 @@ def run(coro):
         ("I want to schedule a test drive on Saturday at 10 AM.", "", "commit"),
         ("I'm sure I can find a good car elsewhere.", "", "refuse"),
         ("I think I am going to stay away.", "", "refuse"),
+        ("Yes, I'm ready to accept.", "", "commit"),
+        ("Could I please buy the Critical Illness Protection Plan now?", "", "commit"),
+        ("I'd rather keep a time deposit.", "", "refuse"),
+        ("Sorry, this plan is not for me.", "", "refuse"),
+        ("I'm not sure if 3,000 RMB per year is affordable for me.", "", "soft_no"),
     ],
 )
 def test_cues_found(said, agent, cue):
@@ -108,6 +113,7 @@ def test_cues_found(said, agent, cue):
         ("I want to schedule a test drive and get a quote. Please contact me.", ""),  # a wish: no time, no details
         ("I would like to book a test drive.", "We can schedule it at a date and time that suits you."),
         ("I'm not free tomorrow.", "Would tomorrow work for the branch visit?"),
+        ("Can I subscribe to this now?", ""),  # asks whether it can be done
     ],
 )
 def test_no_commitment(said, agent):
@@ -286,6 +292,10 @@ def test_a_price_objection_made_twice_is_a_refusal():
     still = first + [T("agent", "It protects your family."), T("user", "I can't afford that, but I still want to try.")]
     assert decide_call(still).outcome == "undecided"
     assert read_cues("I don't think I can afford it.").refuse is None  # the first saying is an objection
+    # a preference among versions of the offer, and needing the cover, are no refusals
+    assert read_cues("But the Comfort trim is not for me. I'm more interested in a Premium trim.").refuse is None
+    assert read_cues("I have a chronic disease. I can't afford to go without insurance.").soft_no is None
+    assert read_cues("If the return isn't guaranteed, I'd rather keep a time deposit.").refuse is None
 
 
 def test_reported_and_conditional_refusals_are_no_refusals():

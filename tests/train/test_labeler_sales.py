@@ -54,7 +54,7 @@ def test_the_shipped_attitude_head_holds_on_sales_calls_it_never_saw():
 
 
 def test_the_held_out_decision_set_stays_out_of_training():
-    # the seed-1212 calls judge the decision module; no head or cue was fitted on them (docs/customers.md)
+    # the seed-1313 calls judge the decision module; no head or cue was fitted on them (docs/customers.md)
     held = load_sales(DATA.parent / "sales_calls_heldout.jsonl")
     assert len(held) >= 30 and all(r.split == "test" for r in held)
     assert not {r.id for r in held} & {r.id for r in load_sales(DATA)}
