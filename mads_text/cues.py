@@ -80,7 +80,8 @@ BARGAIN = _rx(r"\bdiscount\b", r"\bcheaper\b", r"\blower (?:the )?(?:price|premi
 NO_NEED = _rx(r"\bi (?:don'?t|do not)(?: think i)? need\b")
 # a link asked for is a link agreed to, even phrased as a question; so is asking, please, to buy it now
 LINK_REQUEST = _rx(r"\b(?:can|could|may) i please (?:buy|purchase|apply for|subscribe to|sign up for|get) (?:it|this|that|the)\b"
-                   r"[^.?!]{0,60}\b(?:now|today|right away)\W*$",r"\b(?:i'?d like|i would like|i want|i need)(?: to (?:see|get|have|receive))? (?:the |a |an |your )?"
+                   r"[^.?!]{0,60}\b(?:now|today|right away)\W*$",
+                   r"\b(?:i'?d like|i would like|i want|i need)(?: to (?:see|get|have|receive))? (?:the |a |an |your )?"
                    r"(?:\w+ )?(?:application |sign-?up |registration |payment )?link\b",
                    r"\b(?:can|could|would|will) you (?:please )?(?:send|text|email|give) me (?:the |that |your |a |an )?"
                    r"(?:application |sign-?up |registration |payment )?link\b",
