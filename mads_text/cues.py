@@ -26,8 +26,9 @@ _NOT_TAKE = r"(?! into\b| as\b| seriously| under\b| to heart)"
 _LATER = r"(?:(?:right )?now|yet|today|for now|at the moment|at (?:this|the present))"
 
 
+_DAYS = "monday|tuesday|wednesday|thursday|friday|saturday|sunday"
 # a named day or clock time: what makes a booking specific ("next week" and "soon" do not)
-_WHEN = (r"\b(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|tomorrow|tonight|today|this (?:morning|afternoon|"
+_WHEN = (rf"\b(?:{_DAYS}|tomorrow|tonight|today|this (?:morning|afternoon|"
          r"evening|weekend)|\d{1,2}(?::\d\d)? ?(?:am|pm|a\.m|p\.m|o'?clock)|(?:at|by) (?:\d{1,2}(?::\d\d)?|noon|one|two|three|"
          r"four|five|six|seven|eight|nine|ten|eleven|twelve)\b)")
 WHEN = re.compile(_WHEN, re.IGNORECASE)
@@ -66,9 +67,9 @@ COMMIT = _rx(
     r"\b(?:it'?s|that'?s) a deal\b", r"^\W*deal\b",
     r"\bi accept\b(?! that)", r"\b(?:i'?m|i am) ready to accept\b(?! (?:that|the fact|it if))", r"\bi agree to (?:subscribe|buy|purchase|apply|sign|book|register|it\b|this\b|the (?:offer|terms|plan|policy))",
     r"\bmy (?:phone )?(?:number|email|contact)(?: details)? is\b", r"\byou can (?:reach|call|contact|text) me (?:at|on)\b",
-    r"\b(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|tomorrow|tonight|this evening)\b[^.?!]{0,40}"
+    rf"\b(?:{_DAYS}|tomorrow|tonight|this evening)\b[^.?!]{{0,40}}"
     r"\b(?:works|is fine|is good|suits me|sounds good|is perfect|it is)\b",
-    r"\bsee you (?:on|at|then|tomorrow|monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b",
+    rf"\bsee you (?:on|at|then|tomorrow|{_DAYS})\b",
     # availability at a named time answers "when can we meet?" ("I'm available tomorrow at 10 AM")
     rf"\bi'?m (?:available|free)\b[^.?!]{{0,25}}{_WHEN}",
 )
@@ -101,7 +102,7 @@ PROPOSAL = _rx(
     r"schedule|confirm|download|open the app|start the)\b",
     r"\blet'?s (?:book|schedule|set (?:it|that|you) up|get you|start|reserve|pencil)\b",
     r"\bi (?:can|could|will|'?ll) (?:go ahead and )?(?:send|book|schedule|reserve|set up|arrange) (?:you|it|that|a|the)\b",
-    r"\bwould (?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|tomorrow|this week|next week)\b[^.?!]{0,30}\bwork\b",
+    rf"\bwould (?:{_DAYS}|tomorrow|this week|next week)\b[^.?!]{{0,30}}\bwork\b",
     r"\bwe (?:can|could|will|'?ll) (?:go ahead and )?(?:schedule|book|set up|send|arrange|reserve|start)\b",
 )
 YES = re.compile(r"^\W*(?:(?:um+|uh+|oh|well|hmm+|ah)\W+)?(?:yes|yeah|yep|yup|sure|okay|ok|alright|all right|of course|"
