@@ -312,8 +312,9 @@ def _same_sentence(a: str, b: str) -> bool:
 
 def drop_repeats(text: str, said_before: list[str], turns_before: list[str] = ()) -> tuple[str, int]:
     """Remove the sentences of ``text`` that repeat one said before in the call or earlier in ``text``; a whole
-    turn that repeats an earlier turn of the speaker word for word is a repeat however short it is."""
-    if len(_norm_words(text)) >= 3 and _norm_words(text) in [_norm_words(t) for t in turns_before]:
+    turn of two words or more that repeats an earlier turn of the speaker word for word is a repeat ("Hi, Susan."
+    five times, "Li Wei?" eight times); a one-word turn ("Okay.") may come back."""
+    if len(_norm_words(text)) >= 2 and _norm_words(text) in [_norm_words(t) for t in turns_before]:
         return "", len(sentences(text))
     kept: list[str] = []
     dropped = 0

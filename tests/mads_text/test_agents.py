@@ -103,6 +103,15 @@ def test_the_agent_does_not_repeat_a_sentence_it_already_said():
     r = run(DialogAgent(SC, be, "transcript", user_name="Fang").next_turn(said + [
         Turn(role="agent", text="Sure."), Turn(role="user", text="And then?")]))
     assert r.text == "Sure. It is issued the same day." and r.repeats_removed == 0
+    # a short whole turn said again is a loop, not an acknowledgement; a one-word turn may come back
+    hist = [Turn(role="agent", text="Hi, Susan."), Turn(role="user", text="Li Wei?")]
+    be = ScriptedBackend(["Hi, Susan.", "Yes, this is Li Wei from Anxin Insurance."])
+    r = run(DialogAgent(SC, be, "transcript", user_name="Susan").next_turn(hist))
+    assert r.text == "Yes, this is Li Wei from Anxin Insurance." and r.repeat_retries == 1
+    be = ScriptedBackend(["Okay."])
+    r = run(DialogAgent(SC, be, "transcript", user_name="Susan").next_turn(
+        [Turn(role="agent", text="Okay."), Turn(role="user", text="Go on.")]))
+    assert r.text == "Okay." and r.repeat_retries == 0
 
 
 def test_agent_never_ends_the_call():
@@ -141,6 +150,10 @@ def test_a_customer_repeating_a_whole_turn_is_sampled_again_hotter():
     assert r.text == "That's more than I can spend." and r.repeat_retries == 1
     (_, a1), (_, a2) = be.calls
     assert a2.temperature > a1.temperature
+    said = [Turn(role="agent", text="Hi, Susan."), Turn(role="user", text="Li Wei?"), Turn(role="agent", text="Yes.")]
+    be = ScriptedBackend(["Li Wei?", "Why are you calling me?"])
+    r = run(UserAgent(P, SC, be, "transcript", seed=1).next_turn(said))
+    assert r.text == "Why are you calling me?" and r.repeat_retries == 1
 
 
 def test_stance_notes_follow_the_persona():
