@@ -248,8 +248,10 @@ def test_self_play_ends_on_the_decision_and_records_it(tmp_path):
     rec = _simulate(tmp_path / "b", ["[ACCEPT]"] * 3)
     assert rec.outcome == "undecided" and rec.decision.source == "marker_only" and rec.rounds == 0
     assert [t.role for t in rec.turns] == ["agent"] and rec.stats.marker_only_retries == 3
-    # with the decision off every call runs to the round cap
-    rec = _simulate(tmp_path / "c", ["Yes, please."] * 4, decision="off")
+    # with the decision off every call runs to the round cap (four different lines: a turn said again word for word
+    # is a loop and is sampled again)
+    rec = _simulate(tmp_path / "c", ["Yes, please.", "Sure, go ahead.", "Send it over.", "Okay, I'll apply."],
+                    decision="off")
     assert rec.outcome == "max_rounds" and rec.rounds == 4 and rec.decision.source == "decision off"
 
 
