@@ -12,14 +12,16 @@ Read top to bottom:
    dialogues, export it to numpy arrays and score the *exported* head on the held-out dialogues
    (for the strategy head also the majority class and the previous recipe, on the same sentences).
    The strategy head's bias then gains per-class offsets tuned for macro-F1 on out-of-fold predictions of the
-   training dialogues (``tune_offsets``; ``--no-calibrate`` leaves them out), so the held-out split never sets them;
-   With ``--in-domain FILE`` (hand-labelled sales calls, docs/labelling.md) the attitude head also learns the
-   customer sentences of the file's train split (each counted ``--in-domain-weight`` times, labelled with their
-   round's group) and is scored per round on its test split, beside the P4G-only head, an n-gram-only head
-   and the majority class (``train/labeler_sales.py``);
+   training dialogues (``tune_offsets``; ``--no-calibrate`` leaves them out), so the held-out split never sets them.
+   The attitude task also fits the round head (``attitude_round``): whole persuadee/customer turns after the other
+   speaker's turn (``round_inputs``), labelled with their round's group (P4G rounds with an attitude act);
+   With ``--in-domain FILE`` (hand-labelled sales calls, docs/labelling.md) both attitude heads also learn the
+   file's train split (each sentence or round counted ``--in-domain-weight`` times, labelled with its round's
+   group) and the labeler is scored per round on its test split, beside sentence aggregation alone, the P4G-only
+   heads, an n-gram-only head and the majority class (``train/labeler_sales.py``);
 5. refit the same recipe on all 240 dialogues (plus the in-domain train split; its test split is never
    trained on), or keep the training-split fit with ``--final train``, and write ``strategy.npz/json`` and
-   ``attitude.npz/json`` plus ``labeler_metrics.json`` (``--task`` retrains one head and keeps the other's entry
+   ``attitude.npz/json`` and ``attitude_round.npz/json`` plus ``labeler_metrics.json`` (``--task`` retrains one head and keeps the other's entry
    in the metrics file).
 
 Tasks: persuader sentences → ten strategies + ``non-strategy``; persuadee sentences →
@@ -42,7 +44,7 @@ from mads_text.attitude import COARSE, NO_ATTITUDE
 from mads_text.common import assets
 from mads_text.common.records import DialogueRecord
 from mads_text.labelers.base import record_sentences
-from mads_text.labelers.embedded import EmbeddedAttitudeLabeler, record_inputs
+from mads_text.labelers.embedded import ROUND_HEAD, EmbeddedAttitudeLabeler, record_inputs, round_inputs
 from mads_text.labelers.encoder import DIM, LAST_LAYER, N_LAYERS, MiniLMEncoder, texts_digest
 from mads_text.labelers.features import FeatureSpec
 from mads_text.labelers.heads import LinearHead
@@ -67,6 +69,11 @@ DEFAULT_RECIPES = {
     "attitude": Recipe("multi+prevturn+pos+ngram balanced C=0.003",
                        FeatureSpec(layers=MULTI, prev_turn=True, position=True, **NG), C=0.003, class_weight="balanced"),
 }
+
+# the whole-turn head: picked by 4-fold grouped CV over the in-domain train calls among C 0.001-0.03, n-gram weight
+# 0/5/20, in-domain weight 1-3, with and without P4G rounds (docs/customers.md)
+ROUND_RECIPE = Recipe("round: multi+prevturn+pos+ngram balanced C=0.003",
+                      FeatureSpec(layers=MULTI, prev_turn=True, position=True, **NG), C=0.003, class_weight="balanced")
 
 SEARCH_RECIPES = {
     "strategy": [
@@ -106,6 +113,19 @@ def task_sentences(records: Sequence[DialogueRecord], task: str) -> Sentences:
             out.dialogue.append(r.id)
             out.inputs.append(x)
             out.labels.append(p4g_strategy(lab) if task == "strategy" else sentence_coarse(lab))
+    return out
+
+
+def round_sentences(records: Sequence[DialogueRecord], gold) -> Sentences:
+    """Whole user turns (``round_inputs``) whose round has a coarse label; ``gold(record)`` gives one per round."""
+    out = Sentences()
+    for r in records:
+        labels = gold(r)
+        for k, x in round_inputs(r):
+            if labels[k - 1] is not None:
+                out.dialogue.append(r.id)
+                out.inputs.append(x)
+                out.labels.append(labels[k - 1])
     return out
 
 
@@ -161,9 +181,9 @@ def embed_all(texts: Sequence[str], cache: Path | None, log) -> dict[str, np.nda
     return {t: arr[i] for i, t in enumerate(texts)}
 
 
-def round_level(head_dir: Path, records: Sequence[DialogueRecord], encoder) -> dict[str, Any]:
+def round_level(head_dir: Path, records: Sequence[DialogueRecord], encoder, round_head: bool = True) -> dict[str, Any]:
     """Round (user turn) coarse attitude of the embedded labeler vs the human-label aggregation."""
-    lab = EmbeddedAttitudeLabeler(str(head_dir), encoder=encoder)
+    lab = EmbeddedAttitudeLabeler(str(head_dir), encoder=encoder, round_head=round_head)
     res = lab.label_dialogues(records)
     yt, yp = [], []
     for r, a in zip(records, res):
@@ -231,7 +251,7 @@ def train_labelers(
     cache: str | Path | None = None,
     tasks: Sequence[str] = ("strategy", "attitude"),
     in_domain: str | Path | None = None,
-    in_domain_weight: int = 3,
+    in_domain_weight: int = 2,
     calibrate: bool = True,
     log=print,
 ) -> dict[str, Any]:
@@ -277,11 +297,13 @@ def train_labelers(
             recipe = best
             log(f"[{task}] chosen by mean of cv accuracy and macro-F1: {recipe.name}")
         t0 = time.perf_counter()
-        extra = Sentences()
+        extra, extra_rounds = Sentences(), Sentences()
         if task == "attitude" and in_domain:  # sales rounds of the train split, counted in_domain_weight times
             sales = sales_data.load_sales(in_domain)
             for did, x, y in list(sales_data.sentences(sales_data.split(sales, "train"))) * in_domain_weight:
                 extra.dialogue.append(did), extra.inputs.append(x), extra.labels.append(y)
+            for _ in range(in_domain_weight):
+                extra_rounds = extra_rounds.plus(round_sentences(sales_data.split(sales, "train"), sales_data.round_labels))
         head = fit_head(task, recipe, tr.plus(extra), encode, classes, seed)
         offsets = None
         if task == "strategy" and calibrate:  # thresholds tuned on the training dialogues only (docs/analysis.md)
@@ -295,6 +317,9 @@ def train_labelers(
             head = with_offsets(head, offsets, classes)
         head.save(eval_dir)
         head = LinearHead.load(task, eval_dir)  # score the exported arrays, not the sklearn object
+        if task == "attitude":
+            p4g_rounds = round_sentences([r for r in records if r.id not in test_set], human_round_coarse)
+            fit_head(ROUND_HEAD, ROUND_RECIPE, p4g_rounds.plus(extra_rounds), encode, COARSE, seed).save(eval_dir)
         probs = head.predict_inputs(te.inputs, encode)
         pred = [head.classes[i] for i in probs.argmax(axis=1)]
         res: dict[str, Any] = {"recipe": recipe.describe(), "cv": cv, "train_sentences": len(tr.labels),
@@ -315,18 +340,26 @@ def train_labelers(
             res["heldout_coarse"] = attitude_scores(te.labels, probs, head.classes)
             test_recs = [r for r in records if r.id in test_set]
             res["heldout_rounds"] = round_level(eval_dir, test_recs, encoder)
+            res["heldout_rounds_sentence_head"] = round_level(eval_dir, test_recs, encoder, round_head=False)
+            res["round_head"] = {"recipe": ROUND_RECIPE.describe(), "p4g_train_rounds": len(p4g_rounds.labels),
+                                 "in_domain_train_rounds": len(extra_rounds.labels)}
             if in_domain:
                 res["sales_rounds"] = sales_data.sales_report(sales, eval_dir, recipe, tr, encode, encoder, classes, seed,
-                                                   in_domain, in_domain_weight)
+                                                   in_domain, in_domain_weight, ROUND_RECIPE, p4g_rounds)
                 log(f"[attitude] sales-call test rounds: {sales_data.brief(res['sales_rounds'])}")
             log(f"[attitude] held-out sentences (4 groups): accuracy {res['heldout_coarse']['accuracy']}, "
                 f"macro-F1 {res['heldout_coarse']['macro_f1']}; 5-way incl. none: {res['heldout_5way']['accuracy']} / "
                 f"{res['heldout_5way']['macro_f1']}; rounds: {res['heldout_rounds']['accuracy']} / "
-                f"{res['heldout_rounds']['macro_f1']}")
+                f"{res['heldout_rounds']['macro_f1']} (sentence aggregation alone "
+                f"{res['heldout_rounds_sentence_head']['accuracy']} / {res['heldout_rounds_sentence_head']['macro_f1']})")
+        round_head = LinearHead.load(ROUND_HEAD, eval_dir) if task == "attitude" else None
         if final == "all":
             head = fit_head(task, recipe, d.plus(extra), encode, classes, seed)
             if offsets is not None:  # the offsets found on the training dialogues' out-of-fold predictions
                 head = with_offsets(head, offsets, classes)
+            if round_head is not None:
+                round_head = fit_head(ROUND_HEAD, ROUND_RECIPE, round_sentences(records, human_round_coarse).plus(extra_rounds),
+                                      encode, COARSE, seed)
         head.meta.update({
             "task": task,
             "trained": {"data_sha256": report["data"]["annotated_dialog_sha256"], "split_seed": seed,
@@ -338,6 +371,11 @@ def train_labelers(
                         for k, v in res.items() if k.startswith("heldout")},
         })
         head.save(out)
+        if round_head is not None:
+            round_head.meta.update({k: v for k, v in head.meta.items() if k in ("task", "encoder", "heldout")})
+            round_head.meta["trained"] = {**head.meta["trained"], "unit": "whole user turn",
+                                          "in_domain_rounds": len(extra_rounds.labels)}
+            round_head.save(out)
         report["tasks"][task] = res
     for f in eval_dir.glob("*"):
         f.unlink()
@@ -364,7 +402,8 @@ def labeler_cmd(
     task: Optional[str] = typer.Option(None, help="Train only this task (strategy or attitude)."),
     in_domain: Optional[Path] = typer.Option(None, help="Hand-labelled sales calls (docs/labelling.md): the attitude head "
                                               "also learns their train split and is scored on their test split."),
-    in_domain_weight: int = typer.Option(3, min=1, help="How many times each in-domain sentence counts in training."),
+    in_domain_weight: int = typer.Option(2, min=1, help="How many times each in-domain sentence (sentence head) and "
+                                         "round (round head) counts in training."),
     calibrate: bool = typer.Option(True, help="Strategy head: add per-class offsets to its bias, tuned for macro-F1 on "
                                    "out-of-fold predictions of the training dialogues (accuracy kept within 0.3 points)."),
 ) -> None:

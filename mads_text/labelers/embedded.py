@@ -6,18 +6,21 @@ for records and :func:`item_inputs` for ``mads label`` items exactly as training
 
 Attitude, in three steps:
 
-1. every user sentence gets ``negative | neutral | positive | acceptance | none`` from the head
+1. every user sentence gets ``negative | neutral | positive | acceptance | none`` from the sentence head
    (``none``: the sentence carries no attitude, e.g. a greeting or a question about the charity);
-2. a round (one user turn) takes the coarse group with the largest summed probability over its
-   attitude-bearing sentences (probabilities renormalised over the four groups). A round with no
-   attitude-bearing sentence is Indifference (a greeting, a bare fact: docs/labelling.md), never a copy
-   of the previous state, which would invent a self-transition;
+2. a round (one user turn) gets its coarse group. With a round head (``attitude_round``, shipped), the whole turn
+   is read at once, after the other speaker's previous turn (:func:`round_inputs`): a customer's attitude often
+   lies in how the sentences of a turn go together ("It sounds good. But 288 a month is a lot."), and the head is
+   trained on whole hand-labelled rounds of sales calls as well as P4G rounds. Without one, the round takes the
+   group with the largest summed probability over its attitude-bearing sentences (renormalised over the four
+   groups). A round with no words, or (sentence aggregation only) no attitude-bearing sentence, is Indifference
+   (docs/labelling.md), never a copy of the previous state, which would invent a self-transition;
 3. the fine state is the state of that group whose prototype is most similar (cosine) to the
-   turn: a prototype is the normalised mean embedding of the state's description and its example
-   utterances in :mod:`mads_text.attitude`.
+   turn's attitude-bearing sentences: a prototype is the normalised mean embedding of the state's description and
+   its example utterances in :mod:`mads_text.attitude`.
 
-Step 2 is measured against human labels on held-out P4G dialogues; step 3 has no human
-reference (see docs/analysis.md).
+Step 2 is measured against human labels on held-out P4G dialogues and hand-labelled sales calls; step 3 has no
+human reference (see docs/analysis.md).
 """
 
 from __future__ import annotations
@@ -44,9 +47,10 @@ from .base import (
 )
 from .encoder import MiniLMEncoder
 from .features import SentenceInput, dense_features
-from .heads import LinearHead
+from .heads import LinearHead, has_head
 
 NO_STANCE = "Indifference"  # the state of a round that carries no attitude
+ROUND_HEAD = "attitude_round"  # file name of the whole-turn attitude head
 
 _ENCODERS: dict[str, MiniLMEncoder] = {}
 
@@ -72,6 +76,31 @@ def record_inputs(record: DialogueRecord, role: str) -> list[tuple[int, int, Sen
                     prev_turn_sentences=prev_sents, prev_sentence=sents[j - 1] if j > 0 else None)))
         prev_sents = tuple(sents)
     return out
+
+
+def round_inputs(record: DialogueRecord, role: str = "user") -> list[tuple[int, SentenceInput]]:
+    """(turn number among ``role``'s turns, 1-based; input) for every turn of ``role`` with words: the whole turn
+    as one text after the other speaker's previous turn, as the round head is trained (``train/labeler.py``)."""
+    out = []
+    prev_sents: tuple[str, ...] = ()
+    k = 0
+    for ti, t in enumerate(record.turns):
+        sents = record_sentences(t)
+        if t.role == role:
+            k += 1
+            if " ".join(sents).strip():
+                out.append((k, SentenceInput(text=" ".join(sents), turn_index=ti, n_sentences=len(sents),
+                                             prev_turn_sentences=prev_sents)))
+        prev_sents = tuple(sents)
+    return out
+
+
+def item_round_input(item: LabelItem) -> SentenceInput:
+    """A ``mads label`` item as one whole-turn input for the round head."""
+    sents = split_sentences(item.text) or [item.text]
+    prev = tuple(split_sentences(item.context[-1]) or [item.context[-1]]) if item.context else ()
+    return SentenceInput(text=" ".join(sents), turn_index=item.position, sentence_index=item.sentence_index,
+                         n_sentences=len(sents), prev_turn_sentences=prev)
 
 
 def item_inputs(item: LabelItem) -> list[SentenceInput]:
@@ -142,11 +171,15 @@ class EmbeddedStrategyLabeler(StrategyLabeler):
 class EmbeddedAttitudeLabeler(AttitudeLabeler):
     name = "embedded"
 
-    def __init__(self, heads: str | None = None, encoder: MiniLMEncoder | None = None):
+    def __init__(self, heads: str | None = None, encoder: MiniLMEncoder | None = None, round_head: bool = True):
         self.head = LinearHead.load("attitude", heads)
         missing = set(COARSE) - set(self.head.classes)
         if missing:
             raise ValueError(f"attitude head lacks classes {sorted(missing)}")
+        # the whole-turn head, where the heads folder has one (``round_head=False``: sentence aggregation only)
+        self.round_head = LinearHead.load(ROUND_HEAD, heads) if round_head and has_head(ROUND_HEAD, heads) else None
+        if self.round_head is not None and set(self.round_head.classes) != set(COARSE):
+            raise ValueError(f"round head classes {self.round_head.classes} are not the four groups {list(COARSE)}")
         self.encoder = encoder or shared_encoder()
         self._proto: np.ndarray | None = None
         self._coarse_idx = [self.head.classes.index(c) for c in COARSE]
@@ -155,7 +188,8 @@ class EmbeddedAttitudeLabeler(AttitudeLabeler):
     def describe(self) -> dict[str, Any]:
         return {"labeler": "embedded", "task": "attitude", "encoder": self.encoder.model_id,
                 "fine_state": "cosine to state prototypes within the predicted group",
-                "head": self.head.meta.get("variant", "")}
+                "head": self.head.meta.get("variant", ""),
+                "round_head": self.round_head.meta.get("variant", "") if self.round_head is not None else None}
 
     # --- fine state ----------------------------------------------------------------------------
 
@@ -208,16 +242,26 @@ class EmbeddedAttitudeLabeler(AttitudeLabeler):
         m = emb.mean(axis=0)
         return m / (np.linalg.norm(m) or 1.0)
 
+    def round_probs(self, inputs: Sequence[SentenceInput]) -> np.ndarray:
+        """(n, 4) probabilities of the four groups (COARSE order) from the round head, one row per whole turn."""
+        assert self.round_head is not None
+        p = self.round_head.predict_inputs(inputs, self.encoder.encode)
+        return p[:, [self.round_head.classes.index(c) for c in COARSE]] if len(inputs) else np.zeros((0, len(COARSE)))
+
     def label(self, items: Sequence[LabelItem]) -> list[ItemLabel]:
         per = [item_inputs(it) for it in items]
         flat = [x for xs in per for x in xs]
         probs, emb = self.sentence_probs(flat) if flat else (np.zeros((0, len(self.head.classes))), np.zeros((0, 384)))
+        whole = self.round_probs([item_round_input(it) for it in items]) if self.round_head is not None else None
         out, i = [], 0
-        for it, xs in zip(items, per):
+        for n, (it, xs) in enumerate(zip(items, per)):
             p, e = probs[i : i + len(xs)], emb[i : i + len(xs)]
             i += len(xs)
             group, p4 = self.aggregate(p)
-            if group is None:  # no attitude-bearing sentence: the most likely group of the whole turn
+            if whole is not None:
+                p4 = whole[n]
+                group = COARSE[int(p4.argmax())]
+            elif group is None:  # no attitude-bearing sentence: the most likely group of the whole turn
                 group = COARSE[int(p4.argmax())]
             state, _ = self.fine_state(group, self._turn_vector(e, p))
             out.append(ItemLabel(id=it.id, label=group, state=state, confidence=round(float(p4.max()), 4)))
@@ -233,6 +277,11 @@ class EmbeddedAttitudeLabeler(AttitudeLabeler):
             probs, emb = self.sentence_probs(flat)
         else:
             probs, emb = np.zeros((0, len(self.head.classes))), np.zeros((0, 384))
+        whole: dict[tuple[int, int], str] = {}  # (dialogue, round) -> group of the round head
+        if self.round_head is not None:
+            keyed = [((d, k), x) for d, r in enumerate(records) for k, x in round_inputs(r)]
+            rp = self.round_probs([x for _, x in keyed])
+            whole = {key: COARSE[int(row.argmax())] for (key, _), row in zip(keyed, rp)}
         results, i = [], 0
         for d, (r, rows) in enumerate(zip(records, per)):
             n_rounds = sum(1 for t in r.turns if t.role == "user")
@@ -244,7 +293,9 @@ class EmbeddedAttitudeLabeler(AttitudeLabeler):
             for k in range(1, n_rounds + 1):
                 idx = by_round.get(k, [])
                 group, src = None, "embedded"
-                if idx:
+                if (d, k) in whole:
+                    group = whole[(d, k)]
+                elif idx and self.round_head is None:
                     group, _ = self.aggregate(probs[idx])
                 if coarse_override is not None and k - 1 < len(coarse_override[d]):
                     group, src = coarse_override[d][k - 1], "human+embedded"

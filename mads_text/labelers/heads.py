@@ -39,6 +39,11 @@ def heads_dir(override: str | Path | None = None) -> Path:
     return Path(override or os.environ.get("MADS_LABELER_HEADS") or SHIPPED_DIR)
 
 
+def has_head(name: str, directory: str | Path | None = None) -> bool:
+    d = heads_dir(directory)
+    return (d / f"{name}.npz").exists() and (d / f"{name}.json").exists()
+
+
 class LinearHead:
     def __init__(self, name: str, classes: Sequence[str], spec: FeatureSpec, mean: np.ndarray, scale: np.ndarray,
                  w_dense: np.ndarray, w_ngram: np.ndarray, bias: np.ndarray, vectorizer: NgramVectorizer | None,

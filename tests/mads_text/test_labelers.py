@@ -279,6 +279,60 @@ def test_a_round_without_attitude_is_indifference_never_a_copy(attitude_labeler)
     assert [r.state for r in none.rounds] == ["Indifference"] * 3
 
 
+SALES = [
+    ("agent", "Hello, this is Li Wei from Anxin Insurance. Do you have a minute?"),
+    ("user", "Sure, what is it about?"),
+    ("agent", "Our Critical Illness plan costs 288 RMB a month and pays out on diagnosis."),
+    ("user", "It sounds useful. But 288 a month is a lot for me right now."),
+    ("agent", "Shall I send you the application link?"),
+    ("user", ""),
+    ("agent", "Are you still there?"),
+    ("user", "Yes. Send me the link, I'll apply today."),
+]
+
+
+def test_the_round_head_reads_whole_turns_built_alike_in_training_and_inference(attitude_labeler):
+    from mads_text.labelers.embedded import round_inputs
+    from train.labeler import round_sentences
+
+    rec = dialogue(SALES)
+    assert attitude_labeler.round_head is not None  # shipped
+    run = round_inputs(rec)
+    # one input per customer turn with words: the turn's sentences as one text, after the agent's turn
+    assert [k for k, _ in run] == [1, 2, 4]
+    assert run[1][1].text == "It sounds useful. But 288 a month is a lot for me right now."
+    assert run[1][1].prev_turn_sentences == ("Our Critical Illness plan costs 288 RMB a month and pays out on diagnosis.",)
+    trained = round_sentences([rec], lambda r: ["neutral", "negative", None, "acceptance"])
+    assert trained.inputs == [x for _, x in run] and trained.labels == ["neutral", "negative", "acceptance"]
+    res = attitude_labeler.label_dialogues([rec])[0]
+    assert [r.coarse for r in res.rounds][3] == "acceptance"
+    # a round with no words is Indifference, counted as such, whatever the head would say
+    assert (res.rounds[2].state, res.rounds[2].source) == ("Indifference", "no attitude")
+    # the same turn as a `mads label` item gets the same group
+    items = [LabelItem(id="4", text=SALES[7][1], context=[t for _, t in SALES[:7]], turn_index=7)]
+    assert attitude_labeler.label(items)[0].label == "acceptance"
+
+
+def test_without_a_round_head_the_sentences_are_aggregated(tmp_path, attitude_labeler):
+    import shutil
+
+    from mads_text.labelers.embedded import EmbeddedAttitudeLabeler, record_inputs
+    from mads_text.labelers.heads import SHIPPED_DIR
+
+    for f in ("attitude.npz", "attitude.json"):
+        shutil.copy(SHIPPED_DIR / f, tmp_path / f)
+    alone = EmbeddedAttitudeLabeler(str(tmp_path), encoder=attitude_labeler.encoder)
+    off = EmbeddedAttitudeLabeler(encoder=attitude_labeler.encoder, round_head=False)
+    assert alone.round_head is None and off.round_head is None and alone.describe()["round_head"] is None
+    rec = dialogue(SALES)
+    a, b = alone.label_dialogues([rec])[0], off.label_dialogues([rec])[0]
+    assert [r.state for r in a.rounds] == [r.state for r in b.rounds]
+    # what the sentence head alone gives: the summed group probabilities of the attitude-bearing sentences
+    probs, _ = alone.sentence_probs([x for k, _, x in record_inputs(rec, "user") if k == 2])
+    group, _ = alone.aggregate(probs)
+    assert a.rounds[1].coarse == (group or "neutral")
+
+
 def test_missing_heads_folder_is_a_clear_error(tmp_path):
     from mads_text.labelers.heads import HeadError
 

@@ -49,8 +49,11 @@ def test_the_shipped_attitude_head_holds_on_sales_calls_it_never_saw():
     got = round_scores(SHIPPED_DIR, test, shared_encoder())
     base = majority(train, test)
     assert got["n"] == len(gold_rounds(test)) >= 150
-    assert got["macro_f1"] >= 0.55 and got["macro_f1"] >= base["macro_f1"] + 0.3
-    assert all(got["per_class_f1"][c] > 0.3 for c in ("negative", "neutral", "positive", "acceptance"))
+    assert got["macro_f1"] >= 0.65 and got["macro_f1"] >= base["macro_f1"] + 0.4
+    assert all(got["per_class_f1"][c] > 0.5 for c in ("negative", "neutral", "positive", "acceptance"))
+    # the whole-turn head is what lifts it: the sentence head's aggregation alone reads the same rounds worse
+    alone = round_scores(SHIPPED_DIR, test, shared_encoder(), round_head=False)
+    assert got["macro_f1"] > alone["macro_f1"] + 0.03
 
 
 def test_the_held_out_decision_set_stays_out_of_training():
