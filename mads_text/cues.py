@@ -275,6 +275,13 @@ def proposes(agent_turn: str) -> bool:
     return any(PROPOSAL.search(s) and ACCEPT_OBJECT.search(s) for s in clauses(agent_turn or ""))
 
 
+def bare_yes(customer: str) -> bool:
+    """The turn is only a yes or an acknowledgement ("Ok.", "Okay, sure.", "Yes, please."): a commitment only as the
+    answer to a concrete proposal of the agent (docs/labelling.md), which ``read_cues`` sees as ``agree``."""
+    parts = clauses(customer)
+    return bool(parts) and all(YES.search(c) and len(c.split()) <= 3 for c in parts)
+
+
 def read_cues(customer: str, agent_before: str = "") -> Cues:
     parts = clauses(customer)
     cues = Cues(proposal=proposes(agent_before))

@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from .common.records import Decision, Turn
-from .cues import NO_NEED, SOFT_NO, Cues, canon, find_quote, read_cues
+from .cues import NO_NEED, SOFT_NO, Cues, bare_yes, canon, find_quote, read_cues
 from .llm import GenParams, LLMBackend, LLMError, Message
 from .scenario import Scenario
 
@@ -193,8 +193,10 @@ class Decider:
             if ans.choice == "A":
                 return Step("accept", "rules+llm:A", step.evidence, calls)
             return Step("continue", f"llm veto:{ans.choice}", "", calls)
-        # no rule decision: a marker alone can become a decision only when the LLM agrees and quotes the words
-        if marker == "accept" and ans.choice == "A" and quote and not read_cues(quote, "").blocks_accept():
+        # no rule decision: a marker alone can become a decision only when the LLM agrees and quotes the words; a
+        # bare "Ok." is not words that commit (with a concrete proposal before it the rules would have accepted)
+        if (marker == "accept" and ans.choice == "A" and quote and not read_cues(quote, "").blocks_accept()
+                and not bare_yes(said)):
             return Step("accept", "marker+llm:A", quote, calls)
         if marker == "withdraw" and ans.choice in ("C", "D") and quote:
             return Step("withdraw", f"marker+llm:{ans.choice}", quote, calls)

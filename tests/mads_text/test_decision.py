@@ -192,6 +192,13 @@ def test_a_marker_becomes_a_decision_only_with_the_customers_words():
     assert invented.verdict == "continue"  # the quote is not in what the customer said
     rules_only = run(Decider(SC, mode="rules").decide(words, "accept"))
     assert rules_only.verdict == "continue"
+    # a bare "Ok." to the price is no sale, whatever the marker and the LLM say; to "Shall I send the link?" it is
+    offer = [T("agent", "The plan costs 288 RMB a month, or 3,000 RMB a year."), T("user", "Ok.")]
+    step = run(Decider(SC, ScriptedBackend(Judge("A", "Ok"))).decide(offer, "accept"))
+    assert step.verdict == "continue"
+    link = [T("agent", "Shall I send you the application link now?"), T("user", "Ok.")]
+    step = run(Decider(SC, ScriptedBackend(Judge("A", "Ok"))).decide(link, "accept"))
+    assert step.verdict == "accept" and step.source == "rules+llm:A"
 
 
 def test_unreadable_llm_answers_fall_back_to_the_rules():
