@@ -45,7 +45,8 @@ _ACTS = (r"buy{need}|purchase{need}|make (?:the|a|my|this) (?:purchase|order)|sa
         r"take (?:it|this|that|one|the (?!time\b)\w+(?: \w+)?|out the \w+){not_take}|"
         r"accept (?:the|this|your) (?:offer|plan|policy|proposal)|get (?:it|this|that|one|the (?!money|refund|details|information|info|guarantee)\w+(?: \w+)?)(?! back)|go with (?:it|the \w+(?: \w+)?)|"
         r"start the (?:application|process|assessment|questionnaire)|do the (?:risk )?(?:assessment|questionnaire)|"
-        r"fill (?:in|out) the (?:application|form|questionnaire)|schedule (?:it|one|a|the)|come (?:in|by|over)|do it\b(?! later)")
+        r"fill (?:in|out) the (?:application|form|questionnaire)|complete the (?:risk )?(?:application|form|assessment|questionnaire)|"
+        r"schedule (?:it|one|a|the)|come (?:in|by|over)|do it\b(?! later)")
 # the acts a commitment names; a refusal may name a need ("I don't want to buy a car")
 _ACT = _ACTS.format(need=_NEED, not_take=_NOT_TAKE)
 _ACT_ANY = _ACTS.format(need="", not_take=_NOT_TAKE)
@@ -200,6 +201,11 @@ END = _rx(
     r"\bi'?m (?:really |so |getting )?(?:tired|sick) of (?:this|it|all this|you|the call|these calls)\b", r"\bi'?m done with (?:the|this|our) (?:call|conversation|talk)\b",
     r"\b(?:can'?t|don'?t have time to) (?:talk|speak)(?: to you| with you)?(?: right)? (?:now|at (?:this|the) (?:time|moment))\b", r"\bi (?:want|need|have) to (?:leave|go now)\b",
 )
+# an act put off to an unnamed later time is a postponement: "I'll complete the questionnaire later / at the next meeting"
+LATER = _rx(r"\b(?:later|another time|some other time|some ?day|one day)\b",
+            r"\b(?:next|another) (?:time|meeting|call|week|month|year)\b", r"\bin the (?:next|coming) (?:few )?(?:days|weeks|months|meeting)\b")
+# "Thank you for your time." closes a call unless a question follows in the same turn (read_cues)
+THANKS_CLOSE = _rx(r"\bthanks?(?: you)?(?: so much| very much)? for your time\b")
 NEGATION = re.compile(r"\b(?:not|don'?t|do not|doesn'?t|never|won'?t|can'?t|cannot|wouldn'?t|isn'?t|no|nor|neither)\b"
                       r"(?:\W+\w+){0,3}\W*$", re.IGNORECASE)
 HEDGE = re.compile(r"\b(?:if|unless|maybe|might|perhaps|probably|possibly|could|whether|when|once|before|after|"
@@ -298,12 +304,16 @@ def read_cues(customer: str, agent_before: str = "") -> Cues:
     # "Is that so? I can't afford to pay that much." asks for nothing: the question came before the objection
     after_no = parts[parts.index(cues.soft_no):] if cues.soft_no else parts
     cues.asks = bool(REQUEST.search(canon(customer))) or any("?" in c for c in after_no)
+    if not cues.end and not cues.asks:
+        cues.end = _find(THANKS_CLOSE, parts, guard=False)
     if cues.commit:
         i = parts.index(cues.commit)
         # "I'm ready to buy it. I can't put more than 75 RMB a month." names a price the offer does not meet;
         # "I'm ready to pay 10,000 RMB, but I also need to know how much it will grow" is not done yet
         if (cues.soft_no and parts.index(cues.soft_no) > i) or (i + 1 < len(parts) and BUT.match(parts[i + 1])):
             cues.commit = None
+    if cues.commit and LATER.search(canon(cues.commit)):
+        cues.defer, cues.commit = cues.defer or cues.commit, None
     if (cues.commit and BOOKING.search(cues.commit) and WISH.search(canon(cues.commit))
             and not any(WHEN.search(canon(t)) or HOME_OR_CONTACT.search(t) for t in (customer, agent_before))):
         cues.commit = None

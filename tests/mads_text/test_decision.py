@@ -82,6 +82,8 @@ def run(coro):
         ("I'd rather keep a time deposit.", "", "refuse"),
         ("Sorry, this plan is not for me.", "", "refuse"),
         ("I'm not sure if 3,000 RMB per year is affordable for me.", "", "soft_no"),
+        ("Ok, I'll complete the questionnaire now.", "", "commit"),
+        ("I understand, I'll think about it. Thank you for your time.", "", "end"),
     ],
 )
 def test_cues_found(said, agent, cue):
@@ -114,6 +116,8 @@ def test_cues_found(said, agent, cue):
         ("I would like to book a test drive.", "We can schedule it at a date and time that suits you."),
         ("I'm not free tomorrow.", "Would tomorrow work for the branch visit?"),
         ("Can I subscribe to this now?", ""),  # asks whether it can be done
+        ("I'll complete the questionnaire later.", ""),  # put off
+        ("I will definitely complete the questionnaire in the next meeting.", ""),
     ],
 )
 def test_no_commitment(said, agent):
@@ -305,6 +309,8 @@ def test_a_price_objection_made_twice_is_a_refusal():
     assert read_cues("But the Comfort trim is not for me. I'm more interested in a Premium trim.").refuse is None
     assert read_cues("I have a chronic disease. I can't afford to go without insurance.").soft_no is None
     assert read_cues("If the return isn't guaranteed, I'd rather keep a time deposit.").refuse is None
+    # thanks for the time with a question after it is not a goodbye
+    assert read_cues("Thank you for your time. What is the minimum purchase?").end is None
 
 
 def test_reported_and_conditional_refusals_are_no_refusals():
