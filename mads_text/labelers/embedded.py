@@ -13,8 +13,9 @@ Attitude, in three steps:
    lies in how the sentences of a turn go together ("It sounds good. But 288 a month is a lot."), and the head is
    trained on whole hand-labelled rounds of sales calls as well as P4G rounds. Without one, the round takes the
    group with the largest summed probability over its attitude-bearing sentences (renormalised over the four
-   groups). A round with no words, or (sentence aggregation only) no attitude-bearing sentence, is Indifference
-   (docs/labelling.md), never a copy of the previous state, which would invent a self-transition;
+   groups). Either way a round with no attitude-bearing sentence (or no words) is Indifference (docs/labelling.md),
+   never a copy of the previous state, which would invent a self-transition: the round head is trained on rounds
+   that carry an attitude and says which one, not whether there is one;
 3. the fine state is the state of that group whose prototype is most similar (cosine) to the
    turn's attitude-bearing sentences: a prototype is the normalised mean embedding of the state's description and
    its example utterances in :mod:`mads_text.attitude`.
@@ -221,14 +222,17 @@ class EmbeddedAttitudeLabeler(AttitudeLabeler):
         emb = self.encoder.encode([x.text for x in inputs])
         return probs, emb
 
+    def _bearing(self, probs: np.ndarray) -> np.ndarray:
+        """Which sentences carry an attitude: those whose most likely class is not ``none``."""
+        if self._none_idx is None:
+            return np.ones(len(probs), dtype=bool)
+        return probs.argmax(axis=1) != self._none_idx
+
     def aggregate(self, probs: np.ndarray) -> tuple[str | None, np.ndarray]:
         """Round group from sentence probabilities: (group or None when no sentence carries attitude, 4-vector)."""
         p4 = probs[:, self._coarse_idx]
         p4 = p4 / np.maximum(p4.sum(axis=1, keepdims=True), 1e-12)
-        if self._none_idx is not None:
-            bearing = probs.argmax(axis=1) != self._none_idx
-        else:
-            bearing = np.ones(len(probs), dtype=bool)
+        bearing = self._bearing(probs)
         if not bearing.any():
             return None, p4.mean(axis=0)
         agg = p4[bearing].sum(axis=0)
@@ -294,7 +298,9 @@ class EmbeddedAttitudeLabeler(AttitudeLabeler):
                 idx = by_round.get(k, [])
                 group, src = None, "embedded"
                 if (d, k) in whole:
-                    group = whole[(d, k)]
+                    # the sentence head says whether the round carries an attitude at all (its "none" class); the
+                    # round head, trained on rounds that do, says which
+                    group = whole[(d, k)] if self._bearing(probs[idx]).any() else None
                 elif idx and self.round_head is None:
                     group, _ = self.aggregate(probs[idx])
                 if coarse_override is not None and k - 1 < len(coarse_override[d]):

@@ -292,7 +292,7 @@ SALES = [
 
 
 def test_the_round_head_reads_whole_turns_built_alike_in_training_and_inference(attitude_labeler):
-    from mads_text.labelers.embedded import round_inputs
+    from mads_text.labelers.embedded import record_inputs, round_inputs
     from train.labeler import round_sentences
 
     rec = dialogue(SALES)
@@ -308,6 +308,12 @@ def test_the_round_head_reads_whole_turns_built_alike_in_training_and_inference(
     assert [r.coarse for r in res.rounds][3] == "acceptance"
     # a round with no words is Indifference, counted as such, whatever the head would say
     assert (res.rounds[2].state, res.rounds[2].source) == ("Indifference", "no attitude")
+    # so is a round whose sentences carry no attitude by the sentence head (a bare question): the round head, trained
+    # on rounds that carry one, only says which
+    asked = dialogue(SALES[:2] + [("agent", "It covers 70 major illnesses."), ("user", "What is the waiting period?")])
+    probs, _ = attitude_labeler.sentence_probs([x for k, _, x in record_inputs(asked, "user") if k == 2])
+    assert not attitude_labeler._bearing(probs).any()
+    assert attitude_labeler.label_dialogues([asked])[0].rounds[1].source == "no attitude"
     # the same turn as a `mads label` item gets the same group
     items = [LabelItem(id="4", text=SALES[7][1], context=[t for _, t in SALES[:7]], turn_index=7)]
     assert attitude_labeler.label(items)[0].label == "acceptance"
