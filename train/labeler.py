@@ -302,8 +302,9 @@ def train_labelers(
             sales = sales_data.load_sales(in_domain)
             for did, x, y in list(sales_data.sentences(sales_data.split(sales, "train"))) * in_domain_weight:
                 extra.dialogue.append(did), extra.inputs.append(x), extra.labels.append(y)
+            rounds = round_sentences(sales_data.split(sales, "train"), sales_data.round_labels)
             for _ in range(in_domain_weight):
-                extra_rounds = extra_rounds.plus(round_sentences(sales_data.split(sales, "train"), sales_data.round_labels))
+                extra_rounds = extra_rounds.plus(rounds)
         head = fit_head(task, recipe, tr.plus(extra), encode, classes, seed)
         offsets = None
         if task == "strategy" and calibrate:  # thresholds tuned on the training dialogues only (docs/analysis.md)

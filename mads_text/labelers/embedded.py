@@ -26,6 +26,7 @@ human reference (see docs/analysis.md).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -79,29 +80,19 @@ def record_inputs(record: DialogueRecord, role: str) -> list[tuple[int, int, Sen
     return out
 
 
+def whole_turn(inputs: Sequence[SentenceInput]) -> SentenceInput:
+    """The sentence inputs of one turn as a single input: the round head's unit."""
+    first = inputs[0]
+    return dataclasses.replace(first, text=" ".join(x.text for x in inputs), n_sentences=len(inputs), prev_sentence=None)
+
+
 def round_inputs(record: DialogueRecord, role: str = "user") -> list[tuple[int, SentenceInput]]:
     """(turn number among ``role``'s turns, 1-based; input) for every turn of ``role`` with words: the whole turn
     as one text after the other speaker's previous turn, as the round head is trained (``train/labeler.py``)."""
-    out = []
-    prev_sents: tuple[str, ...] = ()
-    k = 0
-    for ti, t in enumerate(record.turns):
-        sents = record_sentences(t)
-        if t.role == role:
-            k += 1
-            if " ".join(sents).strip():
-                out.append((k, SentenceInput(text=" ".join(sents), turn_index=ti, n_sentences=len(sents),
-                                             prev_turn_sentences=prev_sents)))
-        prev_sents = tuple(sents)
-    return out
-
-
-def item_round_input(item: LabelItem) -> SentenceInput:
-    """A ``mads label`` item as one whole-turn input for the round head."""
-    sents = split_sentences(item.text) or [item.text]
-    prev = tuple(split_sentences(item.context[-1]) or [item.context[-1]]) if item.context else ()
-    return SentenceInput(text=" ".join(sents), turn_index=item.position, sentence_index=item.sentence_index,
-                         n_sentences=len(sents), prev_turn_sentences=prev)
+    turns: dict[int, list[SentenceInput]] = {}
+    for k, _, x in record_inputs(record, role):
+        turns.setdefault(k, []).append(x)
+    return [(k, whole_turn(xs)) for k, xs in turns.items() if " ".join(x.text for x in xs).strip()]
 
 
 def item_inputs(item: LabelItem) -> list[SentenceInput]:
@@ -256,7 +247,7 @@ class EmbeddedAttitudeLabeler(AttitudeLabeler):
         per = [item_inputs(it) for it in items]
         flat = [x for xs in per for x in xs]
         probs, emb = self.sentence_probs(flat) if flat else (np.zeros((0, len(self.head.classes))), np.zeros((0, 384)))
-        whole = self.round_probs([item_round_input(it) for it in items]) if self.round_head is not None else None
+        whole = self.round_probs([whole_turn(xs) for xs in per]) if self.round_head is not None else None
         out, i = [], 0
         for n, (it, xs) in enumerate(zip(items, per)):
             p, e = probs[i : i + len(xs)], emb[i : i + len(xs)]
