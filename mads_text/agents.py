@@ -45,6 +45,17 @@ GENERIC_PREFIXES = ("assistant", "user", "agent", "customer", "salesperson", "sa
 SALES_LINES = ("we offer", "we can offer", "i can offer you", "i'd like to sell", "i would like to sell",
                "would you like to buy", "would you like to sign up", "would you like to book", "would you like to apply",
                "our company offers", "let me tell you about our")
+# the same as patterns: the caller's purpose and closing questions, which the called customer never has
+SALES_RX = re.compile(
+    r"\b(?:i'?m|i am) calling (?:to|about|from|you)\b|\bcalling (?:you )?to (?:recommend|offer|sell|introduce|present)\b|"
+    r"\bare you interested in (?:booking|buying|purchasing|applying|subscribing|signing|taking|a test drive|our)\b|"
+    r"\bwould you like (?:to|me to) (?:book|buy|purchase|apply|subscribe|sign|schedule|have a test drive)\b|"
+    r"\b(?:can|may) i interest you\b", re.IGNORECASE)
+# what a customer says and a salesperson does not: an agent line with one of these took over the customer's role
+CUSTOMER_RX = re.compile(
+    r"\bi(?:'d| would) like to (?:have|book|take|schedule|go for) a test drive\b|\bi (?:can'?t|cannot) afford\b|"
+    r"\bi(?:'m| am) not interested\b|\bsign me up\b|\bi'?ll think about it\b", re.IGNORECASE)
+ECHO_WORDS = 6  # a sentence this long said nearly word for word after the other speaker is theirs, not an answer
 
 
 def trim_to_sentence(text: str, min_chars: int = 20) -> str:
@@ -111,10 +122,12 @@ def clean_reply(
     own_name: str,
     other_name: str,
     other_last: str | None,
-    impersonation: list[str] | None = None,
+    impersonation: list[str | re.Pattern] | None = None,
     instructions: list[str] | None = None,
+    other_said: list[str] | None = None,
 ) -> Cleaned:
-    """Repair or reject one generated utterance of ``own_name``."""
+    """Repair or reject one generated utterance of ``own_name``. ``impersonation``: phrases or patterns only the other
+    role says; ``other_said``: the other speaker's sentences so far in the call."""
     text = raw.replace("\r", "").strip()
     cleaned = False
     names = [own_name, other_name, *GENERIC_PREFIXES]
@@ -151,11 +164,27 @@ def clean_reply(
     if other_last and len(_norm_words(core)) >= 4 and _overlap(core, other_last) >= 0.8:
         return Cleaned(text, cleaned, "echoed the other speaker")
     for phrase in impersonation or []:
-        if phrase.lower() in core.lower():
-            return Cleaned(text, cleaned, f"spoke as the salesperson ('{phrase}')")
+        m = phrase.search(core) if isinstance(phrase, re.Pattern) else (phrase.lower() in core.lower() and phrase)
+        if m:
+            said = m.group(0) if isinstance(m, re.Match) else m
+            return Cleaned(text, cleaned, f"spoke in the other role ('{said}')")
+    if other_said and (echo := _echoed_sentence(core, other_said)):
+        return Cleaned(text, cleaned, f"echoed the other speaker ('{echo}')")
     if any(_shares_run(core, ins) for ins in instructions or []):
         return Cleaned(text, cleaned, "recited its instructions")
     return Cleaned(text, cleaned)
+
+
+def _echoed_sentence(said: str, other_said: list[str]) -> str | None:
+    """A sentence of ``said`` that nearly repeats one of the other speaker's ("I am calling to recommend the Steady
+    Growth 180 to you" from the customer). A question about a stated fact ("Is the warranty 8 years?") is an answer."""
+    for sent in sentences(said):
+        if len(_norm_words(sent)) < ECHO_WORDS:
+            continue
+        for other in other_said:
+            if _overlap(sent, other) >= 0.8 and not (sent.rstrip().endswith("?") and not other.rstrip().endswith("?")):
+                return sent
+    return None
 
 
 RECITED_WORDS = 6  # six words in a row from a private note are the note read aloud, not a turn of phrase
@@ -220,7 +249,7 @@ class _Participant:
     def _prompt(self, history: list[Turn]):
         raise NotImplementedError
 
-    def _impersonation(self) -> list[str]:
+    def impersonation(self) -> list[str | re.Pattern]:
         return []
 
     def _instructions(self, history: list[Turn]) -> list[str]:
@@ -257,8 +286,9 @@ class _Participant:
                 own_name=self.own_name,
                 other_name=self.other_name,
                 other_last=other_last,
-                impersonation=self._impersonation(),
+                impersonation=self.impersonation(),
                 instructions=self._instructions(history),
+                other_said=[x for t in history if t.role != self.role for x in sentences(t.text)],
             )
             if res.retry is None and said_before is not None:
                 kept, dropped = drop_repeats(res.text, said_before, [t.text for t in history if t.role == self.role])
@@ -364,6 +394,9 @@ class DialogAgent(_Participant):
     def _said_before(self, history: list[Turn]) -> list[str]:
         return [s for t in history if t.role == "agent" for s in sentences(t.text)]
 
+    def impersonation(self) -> list[str | re.Pattern]:
+        return [CUSTOMER_RX]
+
 
 class UserAgent(_Participant):
     """The persona-driven customer."""
@@ -389,10 +422,11 @@ class UserAgent(_Participant):
         self.stance_text = render_stance(self.stance, scenario, persona.name) if self.stance else None
         self.system_prompt = render_user_prompt(persona, scenario, self.stance_text if stance_in_chat else None)
 
-    def _impersonation(self) -> list[str]:
+    def impersonation(self) -> list[str | re.Pattern]:
         a = self.scenario.agent
         return [f"I'm {a.name}", f"I am {a.name}", f"this is {a.name}", f"calling from {a.company}", f"here at {a.company}",
-                *SALES_LINES]
+                *SALES_LINES, SALES_RX,
+                re.compile(rf"\b(?:this is|my name is|i'?m|i am) \w+(?: \w+)?,? (?:from|with) (?:the )?{re.escape(a.company)}", re.I)]
 
     def _said_before(self, history: list[Turn]) -> list[str]:
         return [s for t in history if t.role == "user" for s in sentences(t.text)]

@@ -93,7 +93,8 @@ PROPOSAL = _rx(
     r"\b(?:shall|should|can|may|could) i (?:go ahead and )?(?:send|book|schedule|sign|set|put|register|arrange|get|start|"
     r"email|text|reserve|process|pencil)\b",
     r"\bwould you like (?:me )?to (?:send|book|schedule|sign|set|go ahead|apply|start|get|reserve|register|subscribe|"
-    r"proceed|take|try|come|do)\b",
+    r"proceed|take|try|come|do|pay)\b",
+    r"\bi (?:recommend|suggest|propose) (?:that )?(?:you|we) (?:complete|fill|sign|apply|book|take|start|do|schedule|subscribe)\b",
     r"\bdo you want (?:me )?to (?:send|book|schedule|sign|go ahead|apply|proceed|reserve|register|subscribe|start)\b",
     r"\b(?:are you )?ready to (?:apply|sign|book|proceed|go ahead|subscribe|start|buy)\b",
     r"\b(?:shall|can|should) we (?:book|schedule|go ahead|proceed|set|start|get|reserve|pencil)\b",
@@ -129,7 +130,10 @@ DEFER = _rx(
 REFUSE = _rx(
     r"\bnot interested\b", r"\bno,? thanks?\b", r"\bno,? thank you\b", r"\bi'?ll pass\b",
     r"\bpass on (?:it|this|that)\b",
-    r"\bi (?:don'?t|do not) (?:want|need) (?:it|this|that|any|one|another(?: \w+)?|insurance|a car|a new (?:one|car|policy|product|plan)|the \w+)\b",
+    r"\b(?:i|we) (?:still |really |just )?(?:don'?t|do not) (?:want|need) (?:it|this|that|any|one|another(?: \w+)?|insurance|a car|"
+    r"a new (?:one|car|policy|product|plan)|the \w+|this \w+|your \w+)\b",
+    # looking for something cheaper is leaving this offer ("I need to find a cheaper option"); asking for one is not
+    r"\bi (?:need|have|'?m going|am going|will have|'?ll have) to (?:find|look for|go for|get) (?:a |an |something )?(?:cheaper|less expensive)\b",
     r"\b(?:stop|quit) calling\b", r"\b(?:don'?t|do not|never) call (?:me|here|again)\b", r"\bremove (?:me|my number)\b",
     r"\btake me off\b", r"\bleave me alone\b", r"\bwaste of (?:my )?time\b",
     r"\bi'?m not (?:buying|going to (?:buy|sign|do|take|apply|book)|signing|doing (?:it|this|that)|taking (?:it|this))\b",
@@ -273,7 +277,7 @@ class Cues:
 # a proposal counts only when it is about the step that accepts, not "we can start with the premium"
 ACCEPT_OBJECT = re.compile(r"\b(?:link|application|apply|sign|buy|purchase|policy|plan|test[- ]drive|drive|appointment|"
                            r"visit|book|booking|subscri\w*|assessment|questionnaire|order|contract|quote|contact|number|"
-                           r"e-?mail|slot|showroom|branch|app|account|donat\w*)\b", re.IGNORECASE)
+                           r"e-?mail|slot|showroom|branch|app|account|donat\w*|pay)\b", re.IGNORECASE)
 
 
 def proposes(agent_turn: str) -> bool:

@@ -40,7 +40,39 @@ def test_clean_reply_prefixes_and_slips():
                        other_last="Would you like to buy our critical illness plan today?")
     assert echo.retry == "echoed the other speaker"
     imp = clean_reply("Hello, I'm Li Wei from Anxin.", impersonation=["I'm Li Wei"], **kw)
-    assert imp.retry and "salesperson" in imp.retry
+    assert imp.retry and "other role" in imp.retry
+
+
+def test_clean_reply_catches_the_other_role_in_any_sentence():
+    from mads_text.agents import CUSTOMER_RX, SALES_RX
+    kw = dict(own_name="Hao", other_name="Zhang Min", other_last="Do you have savings?")
+    agent_said = ["I am calling to recommend the Steady Growth 180 wealth management product to you.",
+                  "The expected return is 2.9 % to 3.3 %."]
+    # a sentence of the agent's from earlier in the call, said again by the customer
+    r = clean_reply("Yes. I am calling to recommend the Steady Growth 180 wealth management product to you.",
+                    other_said=agent_said, **kw)
+    assert r.retry and r.retry.startswith("echoed the other speaker")
+    # asking back about a stated fact is an answer, not an echo
+    r = clean_reply("The expected return is 2.9 % to 3.3 %?", other_said=agent_said, **kw)
+    assert r.retry is None
+    for line in ("I understand. Are you interested in booking a test drive at this time?",
+                 "Hi, I'm calling to tell you about a plan."):
+        assert "other role" in clean_reply(line, impersonation=[SALES_RX], **kw).retry
+    assert clean_reply("I'm calling my wife about it tonight.", impersonation=[SALES_RX], **kw).retry is None
+    agent = dict(own_name="Chen", other_name="Karen", other_last="Fine.")
+    r = clean_reply("Sure. I would like to have a test drive of the Aurora you mentioned.", impersonation=[CUSTOMER_RX], **agent)
+    assert "other role" in r.retry
+    assert clean_reply("I understand you may not be interested yet.", impersonation=[CUSTOMER_RX], **agent).retry is None
+
+
+def test_the_customer_does_not_introduce_themselves_from_the_company():
+    sc = load_scenario("finance")
+    user = UserAgent(sample_persona(sc, "sign", 0, seed=7), sc, ScriptedBackend([]), "transcript")
+    kw = dict(own_name=user.own_name, other_name=sc.agent.name, other_last="Hello.")
+    said = f"Hi {sc.agent.name}, this is Karen from {sc.agent.company}."
+    assert "other role" in clean_reply(said, impersonation=user.impersonation(), **kw).retry
+    ok = f"I'm sorry, but I already have a policy from {sc.agent.company}."
+    assert clean_reply(ok, impersonation=user.impersonation(), **kw).retry is None
 
 
 def test_trim_to_sentence():

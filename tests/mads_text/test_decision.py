@@ -84,6 +84,10 @@ def run(coro):
         ("I'm not sure if 3,000 RMB per year is affordable for me.", "", "soft_no"),
         ("Ok, I'll complete the questionnaire now.", "", "commit"),
         ("I understand, I'll think about it. Thank you for your time.", "", "end"),
+        ("My husband and I are both healthy, and we don't need this insurance.", "", "refuse"),
+        ("I can't afford to pay 189,900 RMB. I need to find a cheaper option.", "", "refuse"),
+        ("Yes, I'm interested in paying it now.", "Would you like to pay it now or in the future?", "agree"),
+        ("Ok.", "I recommend that you complete the risk assessment now.", "agree"),
     ],
 )
 def test_cues_found(said, agent, cue):
@@ -118,6 +122,7 @@ def test_cues_found(said, agent, cue):
         ("Can I subscribe to this now?", ""),  # asks whether it can be done
         ("I'll complete the questionnaire later.", ""),  # put off
         ("I will definitely complete the questionnaire in the next meeting.", ""),
+        ("Ok.", "I recommend the annual premium."),  # a recommendation of no accepting step
     ],
 )
 def test_no_commitment(said, agent):
