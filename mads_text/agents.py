@@ -28,7 +28,14 @@ from typing import Literal
 from . import prompts
 from .common.records import Turn
 from .llm import GenParams, LLMBackend, Message
-from .personas import Persona, agent_transcript_header, render_agent_prompt, render_user_prompt, user_transcript_header
+from .personas import (
+    Persona,
+    agent_guidance,
+    agent_transcript_header,
+    render_agent_prompt,
+    render_user_prompt,
+    user_transcript_header,
+)
 from .scenario import Scenario
 from .stance import LEANING_TEXT, derive_stance, render_stance
 
@@ -123,7 +130,7 @@ def clean_reply(
     other_name: str,
     other_last: str | None,
     impersonation: list[str | re.Pattern] | None = None,
-    instructions: list[str] | None = None,
+    instructions: list[str | re.Pattern] | None = None,
     other_said: list[str] | None = None,
 ) -> Cleaned:
     """Repair or reject one generated utterance of ``own_name``. ``impersonation``: phrases or patterns only the other
@@ -161,6 +168,15 @@ def clean_reply(
     lead = LEADING_STAGE.match(text)
     if lead:
         text, cleaned = text[lead.end():].lstrip(" .,;:-"), True
+    # a parenthesis anywhere that restates the speaker's directions ("(proposes exactly that next step)", "(Fang still
+    # has this doubt: ...)") is a stage direction, never said: cut it
+    notes = [n for n in instructions or [] if isinstance(n, str)]
+    for m in reversed(list(PAREN.finditer(text))):
+        if any(_shares_run(m.group(1), n, DIRECTION_WORDS) for n in notes):
+            text, cleaned = (text[: m.start()].rstrip() + " " + text[m.end():].lstrip(" .,;")).strip(), True
+    core, marker = extract_marker(text)
+    if not re.search(r"[^\W_]", STAGE_ONLY.sub("", core)):
+        return Cleaned(text, cleaned, "empty")
     if other_last and len(_norm_words(core)) >= 4 and _overlap(core, other_last) >= 0.8:
         return Cleaned(text, cleaned, "echoed the other speaker")
     for phrase in impersonation or []:
@@ -170,7 +186,7 @@ def clean_reply(
             return Cleaned(text, cleaned, f"spoke in the other role ('{said}')")
     if other_said and (echo := _echoed_sentence(core, other_said)):
         return Cleaned(text, cleaned, f"echoed the other speaker ('{echo}')")
-    if any(_shares_run(core, ins) for ins in instructions or []):
+    if any(n.search(core) if isinstance(n, re.Pattern) else _shares_run(core, n) for n in instructions or []):
         return Cleaned(text, cleaned, "recited its instructions")
     return Cleaned(text, cleaned)
 
@@ -186,6 +202,11 @@ def _echoed_sentence(said: str, other_said: list[str]) -> str | None:
                 return sent
     return None
 
+
+PAREN = re.compile(r"\(([^()]{3,300})\)")
+DIRECTION_WORDS = 3  # a parenthesis sharing three words in a row with the directions is one of them
+# the header's "Product facts Chen Jie can use" read out as "You can use the fact that ..."
+FACTS_FRAME = re.compile(r"\b(?:i|you|we) can use the facts?\b", re.IGNORECASE)
 
 RECITED_WORDS = 6  # six words in a row from a private note are the note read aloud, not a turn of phrase
 
@@ -252,7 +273,7 @@ class _Participant:
     def impersonation(self) -> list[str | re.Pattern]:
         return []
 
-    def _instructions(self, history: list[Turn]) -> list[str]:
+    def directions(self, history: list[Turn]) -> list[str | re.Pattern]:
         """Private notes in the prompt that must never be spoken."""
         return []
 
@@ -287,7 +308,7 @@ class _Participant:
                 other_name=self.other_name,
                 other_last=other_last,
                 impersonation=self.impersonation(),
-                instructions=self._instructions(history),
+                instructions=self.directions(history),
                 other_said=[x for t in history if t.role != self.role for x in sentences(t.text)],
             )
             if res.retry is None and said_before is not None:
@@ -397,6 +418,10 @@ class DialogAgent(_Participant):
     def impersonation(self) -> list[str | re.Pattern]:
         return [CUSTOMER_RX]
 
+    def directions(self, history: list[Turn]) -> list[str | re.Pattern]:
+        # how to lead the call (not the task or the facts, which are meant to be said)
+        return [agent_guidance(self.scenario, self.other_name), FACTS_FRAME]
+
 
 class UserAgent(_Participant):
     """The persona-driven customer."""
@@ -431,7 +456,7 @@ class UserAgent(_Participant):
     def _said_before(self, history: list[Turn]) -> list[str]:
         return [s for t in history if t.role == "user" for s in sentences(t.text)]
 
-    def _instructions(self, history: list[Turn]) -> list[str]:
+    def directions(self, history: list[Turn]) -> list[str]:
         # how the customer decides and the reminders before its line; the objections are meant to be said, so they
         # are not among them
         if not self.stance:

@@ -191,6 +191,8 @@ SOFT_NO = _rx(
     r"\bcan'?t (?:put|pay|spend) (?:[\d,]+|that|this|so much|it)\b",
     r"\bcosts? (?:me )?more than (?:what )?i (?:have|can|earn|make)\b", r"\bcosts? (?:a lot|too much)\b",
 )
+# a doubt about the price ("I'm not sure if I can afford it") makes a later "I can't afford it" the second saying
+PRICE_DOUBT = _rx(r"\bnot sure (?:if|whether|that) i (?:can|could) (?:afford|pay|handle)\b", r"\bmake sure i can afford\b")
 # a request for information keeps a repeated price objection a negotiation ("I need to know what cover I can get")
 REQUEST = _rx(r"\b(?:need|want|would like|'d like) to (?:know|understand|see|hear)\b", r"\btell me\b", r"\bexplain\b",
               r"\bneed (?:your |some )?help\b", r"\bbut i (?:still )?(?:want|would like|'d like|need|like)\b",

@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from .common.records import Decision, Turn
-from .cues import NO_NEED, SOFT_NO, Cues, bare_yes, canon, find_quote, read_cues
+from .cues import NO_NEED, PRICE_DOUBT, SOFT_NO, Cues, bare_yes, canon, find_quote, read_cues
 from .llm import GenParams, LLMBackend, LLMError, Message
 from .scenario import Scenario
 
@@ -111,7 +111,7 @@ def last_cues(turns: Sequence[Turn]) -> Cues:
     if cues.refuse and NO_NEED.search(canon(cues.refuse)) and not any(t.role == "user" for t in turns[:-1]):
         cues.refuse = None  # "I don't think I need this" before the offer is heard is an objection
     if (cues.soft_no and not cues.refuse and not cues.asks
-            and any(SOFT_NO.search(canon(t.text)) for t in turns[:-1] if t.role == "user")):
+            and any(SOFT_NO.search(canon(t.text)) or PRICE_DOUBT.search(canon(t.text)) for t in turns[:-1] if t.role == "user")):
         cues.refuse = cues.soft_no
     return cues
 

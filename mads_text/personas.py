@@ -250,6 +250,13 @@ def user_transcript_header(persona: Persona, scenario: Scenario, stance: str | N
     )
 
 
+def agent_guidance(scenario: Scenario, user_name: str) -> str:
+    """The header's directions on how to lead the call, which the agent follows and never says."""
+    guide = prompts.AGENT_TRANSCRIPT_HEADER.split("{prompt_k}", 1)[1].split("Transcript:", 1)[0]
+    # without the acceptance criteria, which the agent rightly puts as a question ("a test drive at a specific time?")
+    return guide.format(agent_name=scenario.agent.name, user_name=user_name, acceptance_criteria="...")
+
+
 def agent_transcript_header(scenario: Scenario, user_name: str, prompt_k: str | None = None) -> str:
     return prompts.AGENT_TRANSCRIPT_HEADER.format(
         medium=scenario.medium,

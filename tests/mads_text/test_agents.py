@@ -219,8 +219,33 @@ def test_a_customer_reciting_its_private_notes_is_resampled():
 def test_the_customer_may_say_its_objections_but_not_how_it_decides():
     user = UserAgent(P, SC, ScriptedBackend([]), "transcript")
     history = [Turn(role="agent", text="Hello."), Turn(role="user", text="Hi."), Turn(role="agent", text="It is 288 a month.")]
-    notes = user._instructions(history)
+    notes = user.directions(history)
     assert user.stance and user.stance.objections
     kw = dict(own_name=P.name, other_name="Li Wei", other_last="It is 288 a month.", instructions=notes)
     assert clean_reply(user.stance.objections[0], **kw).retry is None
     assert clean_reply(notes[0], **kw).retry == "recited its instructions"
+
+
+def test_directions_in_parentheses_are_cut_and_recited_frames_resampled():
+    sc = load_scenario("automotive")
+    agent = DialogAgent(sc, ScriptedBackend([]), "transcript", user_name="Hui")
+    kw = dict(own_name=sc.agent.name, other_name="Hui", other_last="Hm.", instructions=agent.directions([]))
+    said = "Hi Hui, I'm Chen Jie. (introduces the product) The Aurora PHEV is a compact SUV."
+    r = clean_reply(said, **kw)
+    assert r.retry is None and r.cleaned and r.text == "Hi Hui, I'm Chen Jie. The Aurora PHEV is a compact SUV."
+    r = clean_reply("Let me call you back later. (proposes exactly that next step and asks for it directly)", **kw)
+    assert r.text == "Let me call you back later."
+    # parentheses that are part of what is said stay, and a direction alone leaves nothing to say
+    fact = "It starts at 189,900 RMB (Comfort trim)."
+    assert clean_reply(fact, **kw).text == fact and not clean_reply(fact, **kw).cleaned
+    assert clean_reply("(handles objections)", **kw).retry == "empty"
+    assert clean_reply("You can use the fact that the range is 120 km.", **kw).retry == "recited its instructions"
+    # the accepting step is the agent's to ask for, in its own words
+    assert clean_reply("Would you like to book a test drive at a specific date and time?", **kw).retry is None
+    # the customer's private note read out in brackets
+    user = UserAgent(P, SC, ScriptedBackend([]), "transcript")
+    hist = [Turn(role="agent", text="Hello."), Turn(role="user", text="Hi."), Turn(role="agent", text="It is 288 RMB.")]
+    note = user.directions(hist)
+    said = f'I see. ({user.own_name} still has this doubt: "it is too much".)'
+    r = clean_reply(said, own_name=user.own_name, other_name=SC.agent.name, other_last="It is 288 RMB.", instructions=note)
+    assert r.text == "I see."

@@ -310,6 +310,11 @@ def test_a_price_objection_made_twice_is_a_refusal():
     still = first + [T("agent", "It protects your family."), T("user", "I can't afford that, but I still want to try.")]
     assert decide_call(still).outcome == "undecided"
     assert read_cues("I don't think I can afford it.").refuse is None  # the first saying is an objection
+    # a doubt about the price first, a plain "I can't afford it" after the answer
+    doubt = [T("agent", "It is 189,900."), T("user", "I'm not sure if I can afford it.")]
+    assert decide_call(doubt).outcome == "undecided"
+    assert decide_call(doubt + [T("agent", "0 % financing."), T("user", "I can't afford it.")]).outcome == "withdraw"
+    assert decide_call(doubt + [T("agent", "0 % financing."), T("user", "I'm not sure if I can afford it.")]).outcome == "undecided"
     # a preference among versions of the offer, and needing the cover, are no refusals
     assert read_cues("But the Comfort trim is not for me. I'm more interested in a Premium trim.").refuse is None
     assert read_cues("I have a chronic disease. I can't afford to go without insurance.").soft_no is None
