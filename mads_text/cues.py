@@ -46,7 +46,7 @@ _ACTS = (r"buy{need}|purchase{need}|make (?:the|a|my|this) (?:purchase|order)|sa
         r"accept (?:the|this|your) (?:offer|plan|policy|proposal)|get (?:it|this|that|one|the (?!money|refund|details|information|info|guarantee)\w+(?: \w+)?)(?! back)|go with (?:it|the \w+(?: \w+)?)|"
         r"start the (?:application|process|assessment|questionnaire)|do the (?:risk )?(?:assessment|questionnaire)|"
         r"fill (?:in|out) the (?:application|form|questionnaire)|complete the (?:risk )?(?:application|form|assessment|questionnaire)|"
-        r"schedule (?:it|one|a|the)|come (?:in|by|over)|do it\b(?! later)")
+        r"schedule (?:it|one|a|the)|come (?:in|by|over)|do it\b(?! later| myself| on my own| by myself)")
 # the acts a commitment names; a refusal may name a need ("I don't want to buy a car")
 _ACT = _ACTS.format(need=_NEED, not_take=_NOT_TAKE)
 _ACT_ANY = _ACTS.format(need="", not_take=_NOT_TAKE)
@@ -139,7 +139,7 @@ REFUSE = _rx(
     r"\bi'?m not (?:buying|going to (?:buy|sign|do|take|apply|book)|signing|doing (?:it|this|that)|taking (?:it|this))\b",
     r"\bi (?:won'?t|will not) (?:buy|sign|do|take|apply|book|commit|be buying)\b",
     r"\b(?:i'?ve|i have) decided (?:not to|against)\b", r"\bi'?ll have to (?:decline|say no|pass)\b",
-    r"\bi (?:decline|refuse)\b", r"\bi (?:can'?t|cannot) do (?:it|this|that)(?=\W*$|,)", r"\b(?:need|have|want|going) to (?:decline|refuse|turn down)\b",
+    r"\bi (?:decline|refuse)\b", r"\bi (?:can'?t|cannot) do (?:it|this|that)(?=\W*$|,)", r"\b(?:need|have|want|going) to (?:decline|refuse|turn down|withdraw\b(?! (?:my|the|some|money|it|cash|funds|from)))",
     r"\b(?:decline|turn down|refuse) (?:the|your|this|that) (?:offer|proposal|product|plan)\b", r"\bno deal\b", r"\bnot going to happen\b", r"\bforget (?:it|about it)\b",
     r"\bi'?ll (?:look|shop) (?:elsewhere|somewhere else|around)\b",
     r"\b(?:find|get|buy) (?:a|an|one|another|something)\b[^.?!]{0,30}\b(?:elsewhere|somewhere else)\b",
@@ -151,6 +151,8 @@ REFUSE = _rx(
     r"\bi (?:can'?t|cannot) (?:book|buy|accept|agree to|commit to|sign up for|take|go ahead with) (?:it|this|that|a|the|your|anything)\b"
     rf"(?![^.?!]*\b{_LATER}\b)",
     r"\bi'?ll (?:look for|find|go with|buy|get|stick with|keep) (?:a different|another|something else|a cheaper|my (?:own|current))\b",
+    # turning to another product: "I'll look for a product that offers a higher return"
+    r"\bi'?ll (?:look for|search for|try to find|shop for) (?:a|an|another|some) (?:\w+ )?(?:product|plan|policy|car|option|deal)s? (?:that|with|which|elsewhere)\b",
     r"\b(?:not|isn'?t) (?:suitable|right|a (?:good )?fit) for me\b", r"\bdoesn'?t (?:fit|suit|meet) my needs\b",
     r"\b(?:don'?t|do not) think (?:this|it|that)(?: \w+){0,3} (?:is suitable|suits me|fits|is right for me|is for me)\b",
     r"\bbetter not (?:to )?(?:take|buy|do|sign|risk|invest|go)\b",
@@ -203,7 +205,7 @@ END = _rx(
     r"\bhang(?:ing)? up\b", r"\bi (?:have|need|got) to go\b", r"\bgotta go\b", r"\btalk (?:to you )?(?:later|soon)\b",
     r"\btake care\b(?! of)", r"\bend (?:the|this|our) (?:call|conversation)\b", r"\bi'?m (?:going to|gonna) hang up\b",
     r"\b(?:can'?t|won'?t) (?:talk|do this|take (?:it|this)|handle (?:it|this))\b[^.?!]{0,25}\bany ?more\b",
-    r"^\W*i'?m done\b(?! with (?:my|the) )", r"\b(?:can'?t|won'?t) (?:continue|go on with) (?:this|the|our) (?:call|conversation)\b",
+    r"^\W*i'?m done\b(?! with (?:my|the) )", r"\b(?:can'?t|won'?t) (?:continue|go on)(?: with)? (?:this|the|our) (?:call|conversation)\b",
     r"\bi'?m (?:really |so |getting )?(?:tired|sick) of (?:this|it|all this|you|the call|these calls)\b", r"\bi'?m done with (?:the|this|our) (?:call|conversation|talk)\b",
     r"\b(?:can'?t|don'?t have time to) (?:talk|speak)(?: to you| with you)?(?: right)? (?:now|at (?:this|the) (?:time|moment))\b", r"\bi (?:want|need|have) to (?:leave|go now)\b",
 )

@@ -88,6 +88,9 @@ def run(coro):
         ("I can't afford to pay 189,900 RMB. I need to find a cheaper option.", "", "refuse"),
         ("Yes, I'm interested in paying it now.", "Would you like to pay it now or in the future?", "agree"),
         ("Ok.", "I recommend that you complete the risk assessment now.", "agree"),
+        ("I think I need to withdraw because the bank doesn't provide a secure way to hold my money.", "", "refuse"),
+        ("I'll look for a product that offers a higher expected annualised return.", "", "refuse"),
+        ("I can't continue with this call now.", "", "end"),
     ],
 )
 def test_cues_found(said, agent, cue):
@@ -123,6 +126,7 @@ def test_cues_found(said, agent, cue):
         ("I'll complete the questionnaire later.", ""),  # put off
         ("I will definitely complete the questionnaire in the next meeting.", ""),
         ("Ok.", "I recommend the annual premium."),  # a recommendation of no accepting step
+        ("I see, I'll do it myself in the app.", ""),  # not through this call
     ],
 )
 def test_no_commitment(said, agent):
@@ -335,3 +339,7 @@ def test_what_a_repeated_objection_ends_with_counts():
     assert decide_call(again).outcome == "withdraw"  # the question came before the objection
     asking = first + [T("agent", "It protects your family."), T("user", "I can't afford that much. Is that so?")]
     assert decide_call(asking).outcome == "undecided"
+
+
+def test_withdrawing_money_is_no_refusal():
+    assert read_cues("I might need to withdraw my money at short notice.").refuse is None
