@@ -187,7 +187,7 @@ SOFT_NO = _rx(
     r"\bnot sure (?:if|whether) [^.?!]{0,30}\bis affordable\b", r"\b(?:don'?t|do not) think i can afford\b", r"\btoo expensive\b", r"\btoo much (?:money|for me)\b",
     r"\bout of my (?:budget|price range|range)\b", r"\bmore than i can (?:afford|pay|spend|put)\b",
     r"\bdon'?t have (?:the|that kind of|enough|any) money\b", r"\bno money to spare\b", r"\bnot in (?:my|the) budget\b",
-    r"\bmoney is (?:tight|short)\b", r"\bcan'?t take on (?:another|any more|more)\b", r"\bcan'?t (?:pay|spend) (?:that|this|so) much\b",
+    r"\bmoney is (?:tight|short)\b", r"\b(?:can'?t|(?:don'?t|do not) want to) take on (?:another|any more|more)\b", r"\bcan'?t (?:pay|spend) (?:that|this|so) much\b",
     r"\bcan'?t (?:put|pay|spend|afford) more than\b", r"\bnot affordable\b", r"\bunaffordable\b", r"\bmore than i (?:want|'?m willing|am willing) to (?:spend|pay|put)\b",
     r"\b(?:don'?t|do not) have [^.?!]{0,20}\b(?:spare|to spare)\b", r"\b(?:don'?t|do not) have enough\b",
     r"\bcan'?t (?:put|pay|spend) (?:[\d,]+|that|this|so much|it)\b",

@@ -319,6 +319,9 @@ def test_a_price_objection_made_twice_is_a_refusal():
     assert decide_call(doubt).outcome == "undecided"
     assert decide_call(doubt + [T("agent", "0 % financing."), T("user", "I can't afford it.")]).outcome == "withdraw"
     assert decide_call(doubt + [T("agent", "0 % financing."), T("user", "I'm not sure if I can afford it.")]).outcome == "undecided"
+    bill = [T("agent", "It is 288 a month."), T("user", "I can't afford it."), T("agent", "We also have a green channel."),
+            T("user", "Okay. I don't want to take on another monthly bill.")]
+    assert decide_call(bill).outcome == "withdraw"
     # a preference among versions of the offer, and needing the cover, are no refusals
     assert read_cues("But the Comfort trim is not for me. I'm more interested in a Premium trim.").refuse is None
     assert read_cues("I have a chronic disease. I can't afford to go without insurance.").soft_no is None
