@@ -130,8 +130,9 @@ DEFER = _rx(
 REFUSE = _rx(
     r"\bnot interested\b", r"\bno,? thanks?\b", r"\bno,? thank you\b", r"\bi'?ll pass\b",
     r"\bpass on (?:it|this|that)\b",
+    # "I don't need a new car right now" is not now, not no
     r"\b(?:i|we) (?:still |really |just )?(?:don'?t|do not) (?:want|need) (?:it|this|that|any|one|another(?: \w+)?|insurance|a car|"
-    r"a new (?:one|car|policy|product|plan)|the \w+|this \w+|your \w+)\b",
+    rf"a new (?:one|car|policy|product|plan)|the \w+|this \w+|your \w+)\b(?![^.?!]*\b{_LATER}\b)",
     # looking for something cheaper is leaving this offer ("I need to find a cheaper option"); asking for one is not
     r"\bi (?:need|have|'?m going|am going|will have|'?ll have) to (?:find|look for|go for|get) (?:a |an |something )?(?:cheaper|less expensive)\b",
     r"\b(?:stop|quit) calling\b", r"\b(?:don'?t|do not|never) call (?:me|here|again)\b", r"\bremove (?:me|my number)\b",
@@ -212,6 +213,7 @@ END = _rx(
 # an act put off to an unnamed later time is a postponement: "I'll complete the questionnaire later / at the next meeting"
 LATER = _rx(r"\b(?:later|another time|some other time|some ?day|one day)\b",
             r"\b(?:next|another) (?:time|meeting|call|week|month|year)\b", r"\bin the (?:next|coming) (?:few )?(?:days|weeks|months|meeting)\b")
+NOW = _rx(r"\b(?:right )?now\b(?! or)", r"\bright away\b", r"\bimmediately\b")
 # "Thank you for your time." closes a call unless a question follows in the same turn (read_cues)
 THANKS_CLOSE = _rx(r"\bthanks?(?: you)?(?: so much| very much)? for your time\b")
 NEGATION = re.compile(r"\b(?:not|don'?t|do not|doesn'?t|never|won'?t|can'?t|cannot|wouldn'?t|isn'?t|no|nor|neither)\b"
@@ -219,7 +221,9 @@ NEGATION = re.compile(r"\b(?:not|don'?t|do not|doesn'?t|never|won'?t|can'?t|cann
 HEDGE = re.compile(r"\b(?:if|unless|maybe|might|perhaps|probably|possibly|could|whether|when|once|before|after|"
                    r"until|only if|would have)\b", re.IGNORECASE)
 BUT = re.compile(r"(?:but|though|although|however)\b", re.IGNORECASE)
-REPORTED = re.compile(r"\b(?:told|said|says|heard|read) (?:me )?that i\b", re.IGNORECASE)
+# someone else's view: "I've been told that I can't buy it", "my son is not interested"
+REPORTED = re.compile(r"\b(?:told|said|says|heard|read) (?:me )?that i\b|\b(?:my|our) (?:son|daughter|wife|husband|kids|children|"
+                      r"family|parents|partner|spouse|boss)(?:'s| is| are| was| were)\b", re.IGNORECASE)
 CLAUSE = re.compile(r"(?<=[.!?;])\s+|\s*(?:,|--|—)\s*(?=but\b|though\b|although\b|however\b)", re.IGNORECASE)
 
 
@@ -320,7 +324,8 @@ def read_cues(customer: str, agent_before: str = "") -> Cues:
         # "I'm ready to pay 10,000 RMB, but I also need to know how much it will grow" is not done yet
         if (cues.soft_no and parts.index(cues.soft_no) > i) or (i + 1 < len(parts) and BUT.match(parts[i + 1])):
             cues.commit = None
-    if cues.commit and LATER.search(canon(cues.commit)):
+    # "I'll do it now and let you know later" does it now
+    if cues.commit and LATER.search(canon(cues.commit)) and not NOW.search(canon(cues.commit)):
         cues.defer, cues.commit = cues.defer or cues.commit, None
     if (cues.commit and BOOKING.search(cues.commit) and WISH.search(canon(cues.commit))
             and not any(WHEN.search(canon(t)) or HOME_OR_CONTACT.search(t) for t in (customer, agent_before))):

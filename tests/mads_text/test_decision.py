@@ -91,6 +91,7 @@ def run(coro):
         ("I think I need to withdraw because the bank doesn't provide a secure way to hold my money.", "", "refuse"),
         ("I'll look for a product that offers a higher expected annualised return.", "", "refuse"),
         ("I can't continue with this call now.", "", "end"),
+        ("I see. I'll do it now and let you know later.", "You need to take a risk assessment questionnaire first.", "commit"),
     ],
 )
 def test_cues_found(said, agent, cue):
@@ -346,3 +347,10 @@ def test_what_a_repeated_objection_ends_with_counts():
 
 def test_withdrawing_money_is_no_refusal():
     assert read_cues("I might need to withdraw my money at short notice.").refuse is None
+
+
+def test_someone_elses_no_and_a_not_now_are_no_refusals():
+    assert read_cues("I'm worried that my son is not interested in this product.").refuse is None
+    assert read_cues("My wife and I are not interested.").refuse is not None
+    assert read_cues("I don't need a new car right now.").refuse is None
+    assert read_cues("I don't need a new car.").refuse is not None
