@@ -83,7 +83,7 @@ NO_NEED = _rx(r"\bi (?:don'?t|do not)(?: think i)? need\b")
 # a link asked for is a link agreed to, even phrased as a question; so is asking, please, to buy it now
 LINK_REQUEST = _rx(r"\b(?:can|could|may) i please (?:buy|purchase|apply for|subscribe to|sign up for|get) (?:it|this|that|the)\b"
                    r"[^.?!]{0,60}\b(?:now|today|right away)\W*$",
-                   r"\b(?:i'?d like|i would like|i want|i need)(?: to (?:see|get|have|receive))? (?:the |a |an |your )?"
+                   r"\b(?:i'?d like|i would like|i want|i need|i'?m ready|i am ready)(?: to (?:see|get|have|receive))? (?:the |a |an |your )?"
                    r"(?:\w+ )?(?:application |sign-?up |registration |payment )?link\b",
                    r"\b(?:can|could|would|will) you (?:please )?(?:send|text|email|give) me (?:the |that |your |a |an )?"
                    r"(?:application |sign-?up |registration |payment )?link\b",
@@ -285,7 +285,7 @@ class Cues:
 # a proposal counts only when it is about the step that accepts, not "we can start with the premium"
 ACCEPT_OBJECT = re.compile(r"\b(?:link|application|apply|sign|buy|purchase|policy|plan|test[- ]drive|drive|appointment|"
                            r"visit|book|booking|subscri\w*|assessment|questionnaire|order|contract|quote|contact|number|"
-                           r"e-?mail|slot|showroom|branch|app|account|donat\w*|pay)\b", re.IGNORECASE)
+                           r"e-?mail|slot|showroom|branch|app|account|donat\w*|pay|form)\b", re.IGNORECASE)
 
 
 def proposes(agent_turn: str) -> bool:

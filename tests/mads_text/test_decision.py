@@ -92,6 +92,8 @@ def run(coro):
         ("I'll look for a product that offers a higher expected annualised return.", "", "refuse"),
         ("I can't continue with this call now.", "", "end"),
         ("I see. I'll do it now and let you know later.", "You need to take a risk assessment questionnaire first.", "commit"),
+        ("Yes, I'm ready.", "Can you please fill out the form online?", "agree"),
+        ("I'm ready to receive the application link.", "", "commit"),
     ],
 )
 def test_cues_found(said, agent, cue):
