@@ -27,6 +27,7 @@ from typing import Literal
 
 from . import prompts
 from .common.records import Turn
+from .cues import read_cues
 from .llm import GenParams, LLMBackend, Message
 from .personas import (
     Persona,
@@ -62,6 +63,7 @@ SALES_RX = re.compile(
 CUSTOMER_RX = re.compile(
     r"\bi(?:'d| would) like to (?:have|book|take|schedule|go for) a test drive\b|\bi (?:can'?t|cannot) afford\b|"
     r"\bi(?:'m| am) not interested\b|\bsign me up\b|\bi'?ll think about it\b", re.IGNORECASE)
+STANCE_RETRY = "committed before raising their doubts"
 ECHO_WORDS = 6  # a sentence this long said nearly word for word after the other speaker is theirs, not an answer
 
 
@@ -87,6 +89,7 @@ class Reply:
     repeats_removed: int = 0
     repeat_retries: int = 0
     repeats_kept: int = 0
+    stance_retries: int = 0
     notes: list[str] = field(default_factory=list)
 
 
@@ -317,11 +320,15 @@ class _Participant:
                     res = Cleaned(res.text, res.cleaned, "only repeats")
                 else:
                     res, best_repeats = Cleaned(kept, res.cleaned), dropped
+            if res.retry is None and (why := self._out_of_stance(extract_marker(res.text)[0], history)):
+                res = Cleaned(res.text, res.cleaned, why)
             if res.retry is None:
                 best = res
                 break
             reply.notes.append(res.retry)
-            if res.retry == "empty":
+            if res.retry == STANCE_RETRY:
+                reply.stance_retries += 1
+            elif res.retry == "empty":
                 reply.empty_retries += 1
             elif res.retry == "marker only":
                 reply.marker_only_retries += 1
@@ -347,6 +354,10 @@ class _Participant:
 
     def _said_before(self, history: list[Turn]) -> list[str] | None:
         """Sentences this speaker already said, when repeats are to be removed (the agent); None otherwise."""
+        return None
+
+    def _out_of_stance(self, said: str, history: list[Turn]) -> str | None:
+        """Why a reply contradicts where the speaker stands (the customer's stance), or None."""
         return None
 
 
@@ -455,6 +466,19 @@ class UserAgent(_Participant):
 
     def _said_before(self, history: list[Turn]) -> list[str]:
         return [s for t in history if t.role == "user" for s in sentences(t.text)]
+
+    def _out_of_stance(self, said: str, history: list[Turn]) -> str | None:
+        # small models say yes in the first rounds whatever the stance ("The starter plan is quite affordable for me.
+        # I'm ready to proceed." from a customer with no budget): a customer commits only once their doubts are said
+        if not self.stance or not self.stance.objections:
+            return None
+        agent_before = next((t.text for t in reversed(history) if t.role == "agent"), "")
+        cues = read_cues(said, agent_before)
+        if not (cues.commit or cues.agree) or cues.blocks_accept():
+            return None
+        if open_objections(self.stance.objections, [*history, Turn(role="user", text=said)]):
+            return STANCE_RETRY
+        return None
 
     def directions(self, history: list[Turn]) -> list[str]:
         # how the customer decides and the reminders before its line; the objections are meant to be said, so they

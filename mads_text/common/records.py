@@ -59,6 +59,7 @@ class DialogueStats(BaseModel):
     repeats_removed: int = 0  # agent sentences dropped because the agent had already said them
     repeat_retries: int = 0  # agent replies sampled again because nothing new was left
     repeats_kept: int = 0  # repeated agent sentences kept because every sample was only repeats
+    stance_retries: int = 0  # customer commitments sampled again because the customer's doubts were not said yet
     llm_calls: int = 0
     decision_llm_calls: int = 0
     wall_s: float = 0.0

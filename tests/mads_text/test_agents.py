@@ -81,10 +81,10 @@ def test_trim_to_sentence():
 
 
 def test_user_agent_retries_a_slip_then_strips_marker():
-    be = ScriptedBackend(["Li Wei: Buy now!", "Hmm, maybe. Send me the link. [ACCEPT]"])
+    be = ScriptedBackend(["Li Wei: Buy now!", "Hmm, maybe. Tell me more. [ACCEPT]"])
     user = UserAgent(P, SC, be, "transcript", seed=1)
     r = run(user.next_turn([Turn(role="agent", text="Hello, can you hear me?")]))
-    assert r.text == "Hmm, maybe. Send me the link." and r.marker == "accept"
+    assert r.text == "Hmm, maybe. Tell me more." and r.marker == "accept"
     assert r.calls == 2 and r.slips_retried == 1
     # different seeds for the retry, and the transcript framing ends with the speaker's name
     (p1, a1), (p2, a2) = be.calls
@@ -97,16 +97,16 @@ def test_a_bare_marker_is_sampled_again_and_never_given_words():
     be = ScriptedBackend(["[WITHDRAW]", "[WITHDRAW]", "[WITHDRAW]"])
     r = run(UserAgent(P, SC, be, "transcript").next_turn([Turn(role="agent", text="Hi")]))
     assert r.calls == 3 and r.marker == "withdraw" and r.text == "" and r.marker_only_retries == 3
-    be = ScriptedBackend(["[ACCEPT]", "Fine, send me the link. [ACCEPT]"])
+    be = ScriptedBackend(["[ACCEPT]", "Hmm, tell me more. [ACCEPT]"])
     r = run(UserAgent(P, SC, be, "transcript").next_turn([Turn(role="agent", text="Shall I send the link?")]))
-    assert (r.text, r.marker, r.marker_only_retries) == ("Fine, send me the link.", "accept", 1)
+    assert (r.text, r.marker, r.marker_only_retries) == ("Hmm, tell me more.", "accept", 1)
 
 
 def test_stage_directions_are_never_stored_as_words():
     # a leading note is cut; a reply that is only notes is sampled again, then ends with no words at all
-    be = ScriptedBackend(["[Hui is ready to say yes.] Fine, send me the link."])
+    be = ScriptedBackend(["[Hui is ready to say yes.] Hmm, tell me more."])
     r = run(UserAgent(P, SC, be, "transcript").next_turn([Turn(role="agent", text="Shall I send the link?")]))
-    assert r.text == "Fine, send me the link." and r.calls == 1
+    assert r.text == "Hmm, tell me more." and r.calls == 1
     be = ScriptedBackend(["[Hui is ready to say yes.]", "(nods)", "*smiles*"])
     r = run(UserAgent(P, SC, be, "transcript").next_turn([Turn(role="agent", text="Shall I send the link?")]))
     assert (r.text, r.marker, r.calls, r.empty_retries) == ("", None, 3, 3)
@@ -249,3 +249,22 @@ def test_directions_in_parentheses_are_cut_and_recited_frames_resampled():
     said = f'I see. ({user.own_name} still has this doubt: "it is too much".)'
     r = clean_reply(said, own_name=user.own_name, other_name=SC.agent.name, other_last="It is 288 RMB.", instructions=note)
     assert r.text == "I see."
+
+
+def test_a_customer_commits_only_after_raising_their_doubts():
+    # P's stance holds two objections: the price and the cover stopping at 70
+    said = [Turn(role="agent", text="Hi, it is 288 RMB a month. Shall I send you the application link?")]
+    be = ScriptedBackend(["Sure, send me the link.", "Hmm, 288 a month is more than I can put toward insurance."])
+    r = run(UserAgent(P, SC, be, "transcript", seed=1).next_turn(said))
+    assert r.text == "Hmm, 288 a month is more than I can put toward insurance." and r.stance_retries == 1
+    # once both doubts are said, a yes stands
+    voiced = said + [Turn(role="user", text="288 a month is more than I can put toward insurance."),
+                     Turn(role="agent", text="There is a starter plan at 178."),
+                     Turn(role="user", text="The cover stops at 70, so what happens after that?"),
+                     Turn(role="agent", text="You can renew up to 70. Shall I send you the application link?")]
+    r = run(UserAgent(P, SC, ScriptedBackend(["Sure, send me the link."]), "transcript").next_turn(voiced))
+    assert (r.text, r.stance_retries, r.calls) == ("Sure, send me the link.", 0, 1)
+    # a model that keeps saying yes is kept as written after its retries, and counted
+    be = ScriptedBackend(["Sure, send me the link."] * 3)
+    r = run(UserAgent(P, SC, be, "transcript").next_turn(said))
+    assert (r.text, r.stance_retries, r.calls) == ("Sure, send me the link.", 3, 3)
