@@ -35,7 +35,7 @@ WHEN = re.compile(_WHEN, re.IGNORECASE)
 # wanting to book is accepting only with a specific time (or a home test drive): "I want to schedule a test drive" is
 # a wish, "I'm ready to schedule it" after the agent's "Let's schedule a test drive" a yes
 BOOKING = re.compile(r"\b(?:book|schedule|reserve|come (?:in|by|over)|make an appointment)\b", re.IGNORECASE)
-WISH = re.compile(r"\b(?:want|would like|'d like|'d love|need|hope) to\b", re.IGNORECASE)
+WISH = re.compile(r"\b(?:want|would like|'d like|'d love|need|hope) to\b|\bi think i'?ll\b", re.IGNORECASE)
 HOME_OR_CONTACT = re.compile(r"\bhome\b|\b(?:number|e-?mail|contact details) is\b|\breach me (?:at|on)\b", re.IGNORECASE)
 
 # "I want to buy a new car" states a need, not a commitment to this one
@@ -46,7 +46,7 @@ _ACTS = (r"buy{need}|purchase{need}|make (?:the|a|my|this) (?:purchase|order)|sa
         r"accept (?:the|this|your) (?:offer|plan|policy|proposal)|get (?:it|this|that|one|the (?!money|refund|details|information|info|guarantee)\w+(?: \w+)?)(?! back)|go with (?:it|the \w+(?: \w+)?)|"
         r"start the (?:application|process|assessment|questionnaire)|do the (?:risk )?(?:assessment|questionnaire)|"
         r"fill (?:in|out) the (?:application|form|questionnaire)|complete the (?:risk )?(?:application|form|assessment|questionnaire)|"
-        r"schedule (?:it|one|a|the)|come (?:in|by|over)|do it\b(?! later| myself| on my own| by myself)")
+        r"schedule (?:it|one|a|the)|come (?:in|by|over)|do it\b(?! later| myself| on my own| by myself)(?![^.?!]*\binstead\b)")
 # the acts a commitment names; a refusal may name a need ("I don't want to buy a car")
 _ACT = _ACTS.format(need=_NEED, not_take=_NOT_TAKE)
 _ACT_ANY = _ACTS.format(need="", not_take=_NOT_TAKE)
@@ -169,7 +169,7 @@ PREFERS = _rx(r"\bmore interested in\b", r"\bi (?:'?d )?prefer\b", r"\bi'?d rath
 # the mirror of a commitment: "I can't subscribe to it", "I won't buy this"; "I can't buy it right now" postpones and
 # "I don't want to buy it if I can't afford it" is a condition
 NEG_COMMIT = re.compile(
-    rf"\bi (?:can'?t|cannot|won'?t|will not|don'?t|do not|never|(?:don'?t|do not)(?: really| actually)? want to|'?m not going to|"
+    rf"\bi (?:also |just |really |still )?(?:can'?t|cannot|won'?t|will not|don'?t|do not|never|(?:don'?t|do not)(?: really| actually)? want to|'?m not going to|"
     rf"am not going to|(?:don'?t|do not|can'?t|won'?t) agree to)"
     rf"(?: {_ADV})* "
     rf"(?:{_ACT_ANY})\b(?![^.?!]*\b(?:if|unless|{_LATER})\b)",

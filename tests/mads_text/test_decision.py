@@ -94,6 +94,7 @@ def run(coro):
         ("I see. I'll do it now and let you know later.", "You need to take a risk assessment questionnaire first.", "commit"),
         ("Yes, I'm ready.", "Can you please fill out the form online?", "agree"),
         ("I'm ready to receive the application link.", "", "commit"),
+        ("I don't have time. I also don't book anything from a sales call.", "", "refuse"),
     ],
 )
 def test_cues_found(said, agent, cue):
@@ -130,6 +131,8 @@ def test_cues_found(said, agent, cue):
         ("I will definitely complete the questionnaire in the next meeting.", ""),
         ("Ok.", "I recommend the annual premium."),  # a recommendation of no accepting step
         ("I see, I'll do it myself in the app.", ""),  # not through this call
+        ("I'm worried about this, but I want to do it in the app instead.", ""),
+        ("Okay, I think I'll book the test drive.", "You can come any day from 9:00 to 20:00."),  # no time of its own
     ],
 )
 def test_no_commitment(said, agent):
@@ -260,8 +263,16 @@ def _simulate(tmp_path, customer_lines, **cfg):
     return rec
 
 
+def _doubts(group="busi", seed=1):
+    """The objections of the persona ``_simulate`` draws, said in one line: a customer says yes only after them."""
+    from mads_text.personas import sample_personas
+    from mads_text.stance import derive_stance
+
+    return " ".join(o[0].upper() + o[1:] + "." for o in derive_stance(sample_personas(SC, group, 1, seed)[0], SC).objections)
+
+
 def test_self_play_ends_on_the_decision_and_records_it(tmp_path):
-    rec = _simulate(tmp_path / "a", ["What does it cover?", "Hmm, okay. Yes, please. [ACCEPT]"])
+    rec = _simulate(tmp_path / "a", [_doubts(), "Hmm, okay. Yes, please. [ACCEPT]"])
     assert rec.outcome == "accept" and rec.rounds == 2 and len(rec.turns) == 4
     d = rec.decision
     assert (d.outcome, d.round, d.source, d.marker) == ("accept", 2, "rules+llm:A", "accept")
@@ -273,8 +284,7 @@ def test_self_play_ends_on_the_decision_and_records_it(tmp_path):
     assert [t.role for t in rec.turns] == ["agent"] and rec.stats.marker_only_retries == 3
     # with the decision off every call runs to the round cap (four different lines: a turn said again word for word
     # is a loop and is sampled again)
-    rec = _simulate(tmp_path / "c", ["Yes, please.", "Sure, go ahead.", "Send it over.", "Okay, I'll apply."],
-                    decision="off")
+    rec = _simulate(tmp_path / "c", [_doubts(), "Yes, please.", "Sure, go ahead.", "Send it over."], decision="off")
     assert rec.outcome == "max_rounds" and rec.rounds == 4 and rec.decision.source == "decision off"
 
 
