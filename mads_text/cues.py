@@ -78,8 +78,10 @@ COMMIT = _rx(
 # "I will pay 131,650 RMB. Can you give me a discount?" (read_cues drops it when the turn bargains)
 AMOUNT = _rx(rf"\b(?:i'?ll|i will|i'?m ready to|i am ready to|i'?m going to)(?: {_ADV})* pay [\d,]+")
 BARGAIN = _rx(r"\bdiscount\b", r"\bcheaper\b", r"\blower (?:the )?(?:price|premium)\b", r"\bbetter (?:price|deal|offer)\b")
+# "I'm fine keeping savings where they are": what one has, preferred to the offer
+FINE_KEEPING = r"\bi'?m (?:fine|happy|good|ok(?:ay)?) (?:keeping|leaving|with) (?:my |the |our )?(?:savings|money|deposits?|current \w+)\b"
 # "I don't think I need this" is a first reaction when it is the customer's first turn (``decision.last_cues``)
-NO_NEED = _rx(r"\bi (?:don'?t|do not)(?: think i)? need\b")
+NO_NEED = _rx(r"\bi (?:don'?t|do not)(?: think i)? need\b", FINE_KEEPING)
 # a link asked for is a link agreed to, even phrased as a question; so is asking, please, to buy it now
 LINK_REQUEST = _rx(r"\b(?:can|could|may) i please (?:buy|purchase|apply for|subscribe to|sign up for|get) (?:it|this|that|the)\b"
                    r"[^.?!]{0,60}\b(?:now|today|right away)\W*$",
@@ -131,7 +133,7 @@ REFUSE = _rx(
     r"\bnot interested\b", r"\bno,? thanks?\b", r"\bno,? thank you\b", r"\bi'?ll pass\b",
     r"\bpass on (?:it|this|that)\b",
     # "I don't need a new car right now" is not now, not no
-    r"\b(?:i|we) (?:still |really |just )?(?:don'?t|do not) (?:want|need) (?:it|this|that|any|one|another(?: \w+)?|insurance|a car|"
+    r"\b(?:i|we) (?:still |really |just )?(?:don'?t|do not) (?:want|need) (?:it|this|that(?! money| much| kind| long)|any|one|another(?: \w+)?|insurance|a car|"
     rf"a new (?:one|car|policy|product|plan)|the \w+|this \w+|your \w+)\b(?![^.?!]*\b{_LATER}\b)",
     # looking for something cheaper is leaving this offer ("I need to find a cheaper option"); asking for one is not
     r"\bi (?:need|have|'?m going|am going|will have|'?ll have) to (?:find|look for|go for|get) (?:a |an |something )?(?:cheaper|less expensive)\b",
@@ -176,7 +178,7 @@ NEG_COMMIT = re.compile(
     re.IGNORECASE)
 # keeping what one has instead of the offer ("I'll keep a time deposit instead"); found with the hedge guard, so "If the
 # return isn't guaranteed, I'd rather keep a time deposit" stays an objection
-ALTERNATIVE = _rx(r"\bi'?ll (?:go|stick|stay) with (?!it\b|this\b|that\b)[^.?!]{0,40}\b(?:first|instead)\b",
+ALTERNATIVE = _rx(FINE_KEEPING, r"\bi'?ll (?:go|stick|stay) with (?!it\b|this\b|that\b)[^.?!]{0,40}\b(?:first|instead)\b",
                   r"\b(?:i'?ll|i will|i'?d rather|i would rather|i prefer to|i'?m going to)(?: just)? (?:keep|stick with|stay with)"
                   r"\b[^.?!]{0,40}\binstead\b", r"\bi'?ll (?:just )?(?:keep|stick with|stay with) (?:my|the one i|what i)\b",
                   r"\b(?:i'?d rather|i would rather|i prefer to)(?: just)? (?:keep|stay with|stick (?:with|to)) (?:a|my|the) (?:time )?deposits?\W*$",

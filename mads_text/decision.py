@@ -100,6 +100,11 @@ class Step:
     seconds: float = 0.0
 
 
+# the agent has said what they offer: a figure, or a word of selling
+PITCH = re.compile(r"\d|\b(?:recommend\w*|offer\w*|sell\w*|introduc\w*|product|plan|policy|premium|price|test drive)\b",
+                   re.IGNORECASE)
+
+
 def last_cues(turns: Sequence[Turn]) -> Cues:
     """The cues of the last turn, which must be the customer's, read against the agent's turn before it. A price
     objection the customer already made in an earlier round and makes again, asking for nothing, is a refusal
@@ -108,8 +113,12 @@ def last_cues(turns: Sequence[Turn]) -> Cues:
         raise ValueError("a decision needs a history that ends with a customer turn")
     agent_before = next((t.text for t in reversed(turns[:-1]) if t.role == "agent"), "")
     cues = read_cues(turns[-1].text, agent_before)
-    if cues.refuse and NO_NEED.search(canon(cues.refuse)) and not any(t.role == "user" for t in turns[:-1]):
-        cues.refuse = None  # "I don't think I need this" before the offer is heard is an objection
+    # "I don't think I need this" or "I'm fine keeping my savings" before the offer is heard (the customer's first
+    # turn, or before the agent has said what they offer) is an objection
+    heard = (any(t.role == "user" for t in turns[:-1])
+             and any(PITCH.search(t.text) for t in turns[:-1] if t.role == "agent"))
+    if cues.refuse and NO_NEED.search(canon(cues.refuse)) and not heard:
+        cues.refuse = None
     if (cues.soft_no and not cues.refuse and not cues.asks
             and any(SOFT_NO.search(canon(t.text)) or PRICE_DOUBT.search(canon(t.text)) for t in turns[:-1] if t.role == "user")):
         cues.refuse = cues.soft_no

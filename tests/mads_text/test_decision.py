@@ -359,6 +359,15 @@ def test_what_a_repeated_objection_ends_with_counts():
 
 def test_withdrawing_money_is_no_refusal():
     assert read_cues("I might need to withdraw my money at short notice.").refuse is None
+    assert read_cues("I don't need that money at short notice.").refuse is None  # a misspoken objection
+
+
+def test_keeping_what_one_has_refuses_once_the_offer_is_heard():
+    opener = T("agent", "I'm calling to recommend the Steady Growth 180 to you.")
+    first = [opener, T("user", "I'm fine keeping my savings at the bank. I have about 30,000 RMB.")]
+    assert decide_call(first).outcome == "undecided"  # describing one's situation in the first turn
+    later = [opener, T("user", "Hello."), T("agent", "It returns 2.9 % to 3.3 %."), T("user", "I'm fine keeping savings where they are.")]
+    assert decide_call(later).outcome == "withdraw"
 
 
 def test_someone_elses_no_and_a_not_now_are_no_refusals():
