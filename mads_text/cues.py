@@ -225,7 +225,7 @@ HEDGE = re.compile(r"\b(?:if|unless|maybe|might|perhaps|probably|possibly|could|
 BUT = re.compile(r"(?:but|though|although|however)\b", re.IGNORECASE)
 # someone else's view: "I've been told that I can't buy it", "my son is not interested"
 REPORTED = re.compile(r"\b(?:told|said|says|heard|read) (?:me )?that i\b|\b(?:my|our) (?:son|daughter|wife|husband|kids|children|"
-                      r"family|parents|partner|spouse|boss)(?:'s| is| are| was| were)\b", re.IGNORECASE)
+                      r"family|parents|partner|spouse|boss)(?:'s| is| are| was| were) not\b", re.IGNORECASE)
 CLAUSE = re.compile(r"(?<=[.!?;])\s+|\s*(?:,|--|—)\s*(?=but\b|though\b|although\b|however\b)", re.IGNORECASE)
 
 
@@ -314,7 +314,10 @@ def read_cues(customer: str, agent_before: str = "") -> Cues:
     cues.refuse = (_find(REFUSE, said, guard=False) or _find(NEG_COMMIT, said, guard=True) or _find(ALTERNATIVE, parts, guard=True)
                    or (None if PREFERS.search(canon(customer)) else _find(NOT_FOR_ME, said, guard=False)))
     cues.end = _find(END, parts, guard=False)
-    cues.soft_no = _find(SOFT_NO, parts, guard=False)
+    # "If I can't afford it, I'll talk to my spouse" is a condition, not an objection
+    cues.soft_no = next((c for c in parts if SOFT_NO.search(canon(c))
+                         and not re.search(r"\b(?:if|unless|whether)\b[^.?!]{0,20}$", canon(c)[: SOFT_NO.search(canon(c)).start()],
+                                           re.IGNORECASE)), None)
     # "Is that so? I can't afford to pay that much." asks for nothing: the question came before the objection
     after_no = parts[parts.index(cues.soft_no):] if cues.soft_no else parts
     cues.asks = bool(REQUEST.search(canon(customer))) or any("?" in c for c in after_no)

@@ -373,5 +373,7 @@ def test_keeping_what_one_has_refuses_once_the_offer_is_heard():
 def test_someone_elses_no_and_a_not_now_are_no_refusals():
     assert read_cues("I'm worried that my son is not interested in this product.").refuse is None
     assert read_cues("My wife and I are not interested.").refuse is not None
+    assert read_cues("But my family is healthy, and I don't need this.").refuse is not None
+    assert read_cues("If I can't afford it, I'm going to have to talk it over with my spouse first.").soft_no is None
     assert read_cues("I don't need a new car right now.").refuse is None
     assert read_cues("I don't need a new car.").refuse is not None
