@@ -256,7 +256,7 @@ def _json_part(text: str) -> str:
 
 def turns_of(raw: Sequence[Any]) -> list[Turn]:
     """Turns from records or plain dicts; an end marker still in a customer's text moves to ``marker``."""
-    from .agents import extract_marker
+    from .replies import extract_marker
 
     out = []
     for t in raw:

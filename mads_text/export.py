@@ -29,9 +29,9 @@ from typing import Any, Iterable
 from pydantic import BaseModel, Field
 
 from . import prompts
-from .agents import GENERIC_PREFIXES
 from .common import runstore
 from .common.records import DialogueRecord, RunManifest
+from .replies import GENERIC_PREFIXES
 
 # the judge's five 0-3 scores (mads_text.judge.SCORE_FIELDS); its mean is over all five
 JUDGE_DIMS = ("authenticity", "relevance", "consistency", "efficiency", "human_likeness")

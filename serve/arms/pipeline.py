@@ -26,10 +26,11 @@ from typing import Any
 import numpy as np
 
 from mads_audio.asr import WhisperASR
-from mads_text.agents import RETRY_HEAT, DialogAgent, clean_reply, derive_seed, drop_repeats, extract_marker, sentences
+from mads_text.agents import RETRY_HEAT, DialogAgent, derive_seed
 from mads_text.common.records import Turn
 from mads_text.llm import GenParams, LLMBackend
 from mads_text.personas import agent_transcript_header, render_agent_prompt
+from mads_text.replies import clean_reply, drop_repeats, extract_marker, sentences
 from mads_text.scenario import Scenario
 
 from ..frames import EventFrame, Frame, OutputAudio, TranscriptFrame

@@ -2,11 +2,12 @@
 
 import asyncio
 
-from mads_text.agents import DialogAgent, UserAgent, clean_reply, extract_marker, trim_to_sentence
+from mads_text.agents import DialogAgent, UserAgent
 from mads_text.common.records import Turn
 from mads_text.llm import Message
 from mads_text.llm.fake import ScriptedBackend
 from mads_text.personas import sample_persona
+from mads_text.replies import clean_reply, extract_marker, trim_to_sentence
 from mads_text.scenario import load_scenario
 
 SC = load_scenario("insurance")
@@ -44,7 +45,7 @@ def test_clean_reply_prefixes_and_slips():
 
 
 def test_clean_reply_catches_the_other_role_in_any_sentence():
-    from mads_text.agents import CUSTOMER_RX, SALES_RX
+    from mads_text.replies import CUSTOMER_RX, SALES_RX
     kw = dict(own_name="Hao", other_name="Zhang Min", other_last="Do you have savings?")
     agent_said = ["I am calling to recommend the Steady Growth 180 wealth management product to you.",
                   "The expected return is 2.9 % to 3.3 %."]
