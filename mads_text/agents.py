@@ -7,8 +7,10 @@ Two framings of the same prompts (see ``prompts.py``):
 
 Small models slip out of role; ``replies.py`` says what a reply may keep and
 why a sample must be drawn again. The agents retry such samples a bounded
-number of times, a little hotter each time, and count every case. A customer's reply that stays a bare end marker
-comes back with no words, and the orchestrator ends the call on it.
+number of times, a little hotter each time, and count every case. A
+customer's reply that stays a bare end marker comes back with no words, and
+the orchestrator ends the call on it. A customer's yes that comes before
+their stance's objections are said is sampled again too (``stance_retries``).
 
 In transcript mode the customer's header carries the persona's stance
 (``stance.py``), and a reminder of the next objection not yet voiced sits just
