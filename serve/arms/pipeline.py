@@ -219,8 +219,7 @@ class PipelineArm(Arm):
                 raw += piece.text
                 if piece.done:
                     stats = piece.stats
-                res = clean_reply(raw, own_name=own, other_name=other, other_last=other_last,
-                                  impersonation=agent.impersonation(), instructions=agent.directions(history))
+                res = clean_reply(raw, own_name=own, other_name=other, other_last=other_last)
                 if res.retry and res.retry not in ("empty", "marker only"):
                     log.info("call %s: streamed reply dropped (%s): %r", ctx.call_id, res.retry, raw[:120])
                     break  # a role slip or an echo: what is unsaid stays unsaid
