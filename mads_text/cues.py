@@ -266,6 +266,20 @@ def _find(rx: re.Pattern, parts: list[str], guard: bool) -> str | None:
     return None
 
 
+CONDITION = re.compile(r"\b(?:if|unless|whether)\b[^.?!]{0,20}$", re.IGNORECASE)
+
+
+def _unconditional(rx: re.Pattern, parts: list[str]) -> str | None:
+    """The first clause where ``rx`` matches outside a condition: "If I can't afford it, I'll talk to my spouse" states
+    no objection."""
+    for orig in parts:
+        c = canon(orig)
+        m = rx.search(c)
+        if m and not CONDITION.search(c[: m.start()]):
+            return orig
+    return None
+
+
 @dataclass
 class Cues:
     commit: str | None = None
@@ -314,10 +328,7 @@ def read_cues(customer: str, agent_before: str = "") -> Cues:
     cues.refuse = (_find(REFUSE, said, guard=False) or _find(NEG_COMMIT, said, guard=True) or _find(ALTERNATIVE, parts, guard=True)
                    or (None if PREFERS.search(canon(customer)) else _find(NOT_FOR_ME, said, guard=False)))
     cues.end = _find(END, parts, guard=False)
-    # "If I can't afford it, I'll talk to my spouse" is a condition, not an objection
-    cues.soft_no = next((c for c in parts if SOFT_NO.search(canon(c))
-                         and not re.search(r"\b(?:if|unless|whether)\b[^.?!]{0,20}$", canon(c)[: SOFT_NO.search(canon(c)).start()],
-                                           re.IGNORECASE)), None)
+    cues.soft_no = _unconditional(SOFT_NO, parts)
     # "Is that so? I can't afford to pay that much." asks for nothing: the question came before the objection
     after_no = parts[parts.index(cues.soft_no):] if cues.soft_no else parts
     cues.asks = bool(REQUEST.search(canon(customer))) or any("?" in c for c in after_no)
