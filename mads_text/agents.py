@@ -10,7 +10,8 @@ why a sample must be drawn again. The agents retry such samples a bounded
 number of times, a little hotter each time, and count every case. A
 customer's reply that stays a bare end marker comes back with no words, and
 the orchestrator ends the call on it. A customer's yes that comes before
-their stance's objections are said is sampled again too (``stance_retries``).
+their stance's objections are said, or whose stance puts the offer over budget with
+nothing cheaper that fits, is sampled again too (``stance_retries``).
 
 In transcript mode the customer's header carries the persona's stance
 (``stance.py``), and a reminder of the next objection not yet voiced sits just
@@ -57,6 +58,9 @@ PromptMode = Literal["chat", "transcript"]
 REPEAT_DRY = 0.8
 RETRY_HEAT = 0.2  # temperature added per retry
 STANCE_RETRY = "committed before raising their doubts"
+BUDGET_RETRY = "committed beyond their budget"
+# the reminder's frame said in the first person, quotes and brackets dropped: "I still have this doubt."
+NOTE_ECHO = re.compile(r"\bstill ha(?:ve|s) this doubt\b", re.IGNORECASE)
 
 
 @dataclass
@@ -188,7 +192,7 @@ class _Participant:
                 best = res
                 break
             reply.notes.append(res.retry)
-            if res.retry == STANCE_RETRY:
+            if res.retry in (STANCE_RETRY, BUDGET_RETRY):
                 reply.stance_retries += 1
             elif res.retry == "empty":
                 reply.empty_retries += 1
@@ -305,23 +309,26 @@ class UserAgent(_Participant):
     def _out_of_stance(self, said: str, history: list[Turn]) -> str | None:
         # small models say yes in the first rounds whatever the stance ("The starter plan is quite affordable for me.
         # I'm ready to proceed." from a customer with no budget): a customer commits only once their doubts are said
-        if not self.stance or not self.stance.objections:
+        if not self.stance:
             return None
         agent_before = next((t.text for t in reversed(history) if t.role == "agent"), "")
         cues = read_cues(said, agent_before)
         if not (cues.commit or cues.agree) or cues.blocks_accept():
             return None
+        # the header says the price must fit; "I want to buy the Aurora PHEV" on 84,048 against 189,900 does not
+        if self.stance.budget_fits is False and not self.stance.cheaper_fits:
+            return BUDGET_RETRY
         if open_objections(self.stance.objections, [*history, Turn(role="user", text=said)]):
             return STANCE_RETRY
         return None
 
-    def directions(self, history: list[Turn]) -> list[str]:
+    def directions(self, history: list[Turn]) -> list[str | re.Pattern]:
         # how the customer decides and the reminders before its line; the objections are meant to be said, so they
         # are not among them
         if not self.stance:
             return []
         note = re.sub(r'"[^"]*"', "", stance_note(self.stance, history, self.own_name))
-        return [LEANING_TEXT[self.stance.leaning].format(name=self.own_name), note]
+        return [LEANING_TEXT[self.stance.leaning].format(name=self.own_name), note, NOTE_ECHO]
 
     def _prompt(self, history: list[Turn]):
         if self.mode == "transcript":

@@ -269,3 +269,30 @@ def test_a_customer_commits_only_after_raising_their_doubts():
     be = ScriptedBackend(["Sure, send me the link."] * 3)
     r = run(UserAgent(P, SC, be, "transcript").next_turn(said))
     assert (r.text, r.stance_retries, r.calls) == ("Sure, send me the link.", 3, 3)
+
+
+def test_a_customer_does_not_commit_to_an_offer_over_their_budget():
+    # a persona whose budget covers neither the plan nor the starter plan, all objections already voiced
+    broke = next(p for i in range(200) if (p := sample_persona(SC, "busi", i, seed=7))
+                 and (s := UserAgent(p, SC, ScriptedBackend([]), "transcript").stance)
+                 and s.budget_fits is False and s.cheaper_fits is False)
+    user = UserAgent(broke, SC, ScriptedBackend(["Sure, send me the application link.", "That is more than I can pay."]),
+                     "transcript", seed=1)
+    voiced = [Turn(role="agent", text="Hi, it is 288 RMB a month.")]
+    voiced += [x for o in user.stance.objections for x in (Turn(role="user", text=o), Turn(role="agent", text="I see."))]
+    voiced[-1] = Turn(role="agent", text="Shall I send you the application link?")
+    r = run(user.next_turn(voiced))
+    assert (r.text, r.stance_retries) == ("That is more than I can pay.", 1)
+    assert "committed beyond their budget" in r.notes
+    # a refusal is never resampled for the budget
+    r = run(UserAgent(broke, SC, ScriptedBackend(["No, thank you."]), "transcript").next_turn(voiced))
+    assert (r.text, r.stance_retries, r.calls) == ("No, thank you.", 0, 1)
+
+
+def test_the_reminders_frame_said_aloud_is_resampled():
+    user = UserAgent(P, SC, ScriptedBackend([]), "transcript")
+    hist = [Turn(role="agent", text="Hello."), Turn(role="user", text="Hi."), Turn(role="agent", text="It is 288 RMB.")]
+    kw = dict(own_name=user.own_name, other_name=SC.agent.name, other_last="It is 288 RMB.",
+              instructions=user.directions(hist))
+    assert clean_reply("I still have this doubt. Is it worth it?", **kw).retry == "recited its instructions"
+    assert clean_reply("I still have doubts about the price.", **kw).retry is None

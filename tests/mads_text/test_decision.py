@@ -253,22 +253,25 @@ def _world(customer_lines):
     return reply
 
 
+SEED = 5  # draws a persona whose budget covers the plan: a yes after their doubts stands
+
+
 def _simulate(tmp_path, customer_lines, **cfg):
     from mads_text.common.runstore import read_dialogues
     from mads_text.orchestrator import SimulationConfig, simulate
 
-    c = SimulationConfig(scenario="insurance", group="busi", personas=1, per_persona=1, max_rounds=4, seed=1, **cfg)
+    c = SimulationConfig(scenario="insurance", group="busi", personas=1, per_persona=1, max_rounds=4, seed=SEED, **cfg)
     asyncio.run(simulate(c, tmp_path, backend=ScriptedBackend(_world(customer_lines)), progress=False))
     (rec,) = read_dialogues(tmp_path)
     return rec
 
 
-def _doubts(group="busi", seed=1):
+def _doubts(group="busi", seed=None):
     """The objections of the persona ``_simulate`` draws, said in one line: a customer says yes only after them."""
     from mads_text.personas import sample_personas
     from mads_text.stance import derive_stance
 
-    return " ".join(o[0].upper() + o[1:] + "." for o in derive_stance(sample_personas(SC, group, 1, seed)[0], SC).objections)
+    return " ".join(o[0].upper() + o[1:] + "." for o in derive_stance(sample_personas(SC, group, 1, seed or SEED)[0], SC).objections)
 
 
 def test_self_play_ends_on_the_decision_and_records_it(tmp_path):
