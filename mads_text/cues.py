@@ -34,8 +34,9 @@ _WHEN = (rf"\b(?:{_DAYS}|tomorrow|tonight|today|this (?:morning|afternoon|"
 WHEN = re.compile(_WHEN, re.IGNORECASE)
 # wanting to book is accepting only with a specific time (or a home test drive): "I want to schedule a test drive" is
 # a wish, "I'm ready to schedule it" after the agent's "Let's schedule a test drive" a yes
-BOOKING = re.compile(r"\b(?:book|schedule|reserve|come (?:in|by|over)|make an appointment)\b", re.IGNORECASE)
+BOOKING = re.compile(r"\b(?:book|schedule|reserve|come (?:in|by|over)|make an appointment|test[- ]drive)\b", re.IGNORECASE)
 WISH = re.compile(r"\b(?:want|would like|'d like|'d love|need|hope) to\b|\bi think i'?ll\b", re.IGNORECASE)
+TEST_DRIVE_WISH = re.compile(r"\bto test[- ]drive\b", re.IGNORECASE)
 HOME_OR_CONTACT = re.compile(r"\bhome\b|\b(?:number|e-?mail|contact details) is\b|\breach me (?:at|on)\b", re.IGNORECASE)
 
 # "I want to buy a new car" states a need, not a commitment to this one
@@ -46,7 +47,7 @@ _ACTS = (r"buy{need}|purchase{need}|make (?:the|a|my|this) (?:purchase|order)|sa
         r"accept (?:the|this|your) (?:offer|plan|policy|proposal)|get (?:it|this|that|one|the (?!money|refund|details|information|info|guarantee)\w+(?: \w+)?)(?! back)|go with (?:it|the \w+(?: \w+)?)|"
         r"start the (?:application|process|assessment|questionnaire)|do the (?:risk )?(?:assessment|questionnaire)|"
         r"fill (?:in|out) the (?:application|form|questionnaire)|complete the (?:risk )?(?:application|form|assessment|questionnaire)|"
-        r"schedule (?:it|one|a|the)|come (?:in|by|over)|do it\b(?! later| myself| on my own| by myself)(?![^.?!]*\binstead\b)")
+        r"schedule (?:it|one|a|the)|come (?:in|by|over)|test[- ]drive (?:it|one|the|this|that|your)|do it\b(?! later| myself| on my own| by myself)(?![^.?!]*\binstead\b)")
 # the acts a commitment names; a refusal may name a need ("I don't want to buy a car")
 _ACT = _ACTS.format(need=_NEED, not_take=_NOT_TAKE)
 _ACT_ANY = _ACTS.format(need="", not_take=_NOT_TAKE)
@@ -59,7 +60,7 @@ COMMIT = _rx(
     rf"(?: {_ADV})* (?:{_ACT})\b",
     # paying or investing is a commitment only from someone saying they will, not "I can pay 200 a month"
     rf"\b(?:i'?ll|i will|i want to|i'?d like to|i would like to|i'?m ready to|i am ready to|i'?m going to)(?: {_ADV})* "
-    r"(?:invest (?:in (?:it|this|that|the \w+)|[\d,]+|the)|pay (?:the (?:premium|deposit|first|fee)|it\b|for it))",
+    r"(?:invest (?:in (?:it|this|that|the \w+)|[\d,]+|the)|pay (?:the (?:premium|deposit|first|fee)|it\b|for it)|(?:pay|invest)(?=\W*$))",
     r"\b(?:send|text|email|message) (?:me |over )?(?:the |that |your |a )?(?:application |sign-?up |registration |payment |purchase )?link\b",
     # an order to book, at the head of a clause ("Book me for Saturday", "Okay, please reserve a slot"); "I need to
     # book a test drive within three months" states a need and is no commitment
@@ -158,6 +159,7 @@ REFUSE = _rx(
     r"\bi'?ll (?:look for|search for|try to find|shop for) (?:a|an|another|some) (?:\w+ )?(?:product|plan|policy|car|option|deal)s? (?:that|with|which|elsewhere)\b",
     r"\b(?:not|isn'?t) (?:suitable|right|a (?:good )?fit) for me\b", r"\bdoesn'?t (?:fit|suit|meet) my needs\b",
     r"\b(?:don'?t|do not) think (?:this|it|that)(?: \w+){0,3} (?:is suitable|suits me|fits|is right for me|is for me)\b",
+    r"\b(?:don'?t|do not) think (?:this|it|that)(?:'s| is) (?:a )?(?:good|right|suitable) (?:\w+ )?for me\b",
     r"\bbetter not (?:to )?(?:take|buy|do|sign|risk|invest|go)\b",
     # "I don't want to invest in anything that could lose me money" is a condition, not a no to this product
     r"\bi (?:don'?t|do not)(?: really| actually)? want to (?:invest|put (?:my |any )?money) in (?:it|this|that|the \w+|your \w+)\b",
@@ -200,6 +202,7 @@ SOFT_NO = _rx(
 PRICE_DOUBT = _rx(r"\bnot sure (?:if|whether|that) i (?:can|could) (?:afford|pay|handle)\b", r"\bmake sure i can afford\b")
 # a request for information keeps a repeated price objection a negotiation ("I need to know what cover I can get")
 REQUEST = _rx(r"\b(?:need|want|would like|'d like) to (?:know|understand|see|hear)\b", r"\btell me\b", r"\bexplain\b",
+              r"\bwondering (?:whether|if|about)\b",
               r"\bneed (?:your |some )?help\b", r"\bbut i (?:still )?(?:want|would like|'d like|need|like)\b",
               r"\bis there (?:a|any)\b", r"\bdo you have\b", r"\b(?:what|which) (?:kind|sort|type|options?|other)\b",
               r"\b(?:a )?cheaper\b", r"\b(?:lower|smaller|less expensive)\b")
@@ -343,9 +346,12 @@ def read_cues(customer: str, agent_before: str = "") -> Cues:
     # "I'll do it now and let you know later" does it now
     if cues.commit and LATER.search(canon(cues.commit)) and not NOW.search(canon(cues.commit)):
         cues.defer, cues.commit = cues.defer or cues.commit, None
-    if (cues.commit and BOOKING.search(cues.commit) and WISH.search(canon(cues.commit))
-            and not any(WHEN.search(canon(t)) or HOME_OR_CONTACT.search(t) for t in (customer, agent_before))):
-        cues.commit = None
+    if cues.commit and BOOKING.search(cues.commit) and WISH.search(canon(cues.commit)):
+        # "I want to test drive it" names the act, not a booking: only its own day or place makes it one ("at home on
+        # September 14th at 2 PM"), not the agent's list of options
+        own = TEST_DRIVE_WISH.search(canon(cues.commit))
+        if not any(WHEN.search(canon(t)) or HOME_OR_CONTACT.search(t) for t in ((customer,) if own else (customer, agent_before))):
+            cues.commit = None
     if cues.proposal and parts:
         first = parts[0]
         # "Yes, please." to "Shall I send the link?" is a commitment; "Yes, but how much?" is not

@@ -15,7 +15,8 @@ from typing import Literal
 STAGE_ONLY = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*")
 LEADING_STAGE = re.compile(r"^\s*(?:\((?!\s*\d)[^)]{1,60}\)|\*[^*]{1,60}\*|\[(?!\s*(?:ACCEPT|WITHDRAW|END)\s*\])[^\]]{1,60}\])\s*",
                            re.IGNORECASE)
-MARKER_RE = re.compile(r"\[\s*(ACCEPT(?:ED)?|WITHDRAW(?:N|S)?)\s*\]", re.IGNORECASE)
+# a marker cut before its closing bracket ("[ACCEPT" at the end of a reply) is still a marker, never words
+MARKER_RE = re.compile(r"\[\s*(ACCEPT(?:ED)?|WITHDRAW(?:N|S)?)\s*(?:\]|$)", re.IGNORECASE)
 GENERIC_PREFIXES = ("assistant", "user", "agent", "customer", "salesperson", "sales agent", "consultant", "caller", "client")
 # what a salesperson says and a customer does not: a customer line with one of these took over the other role
 SALES_LINES = ("we offer", "we can offer", "i can offer you", "i'd like to sell", "i would like to sell",

@@ -296,3 +296,9 @@ def test_the_reminders_frame_said_aloud_is_resampled():
               instructions=user.directions(hist))
     assert clean_reply("I still have this doubt. Is it worth it?", **kw).retry == "recited its instructions"
     assert clean_reply("I still have doubts about the price.", **kw).retry is None
+
+
+def test_a_marker_cut_before_its_bracket_is_no_words():
+    assert extract_marker("[ACCEPT") == ("", "accept")
+    assert extract_marker("Okay, send it. [ACCEPT] [ACCEPT") == ("Okay, send it.", "accept")
+    assert extract_marker("I said [withdraw] earlier, fine.")[1] == "withdraw"

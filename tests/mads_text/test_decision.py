@@ -95,6 +95,9 @@ def run(coro):
         ("Yes, I'm ready.", "Can you please fill out the form online?", "agree"),
         ("I'm ready to receive the application link.", "", "commit"),
         ("I don't have time. I also don't book anything from a sales call.", "", "refuse"),
+        ("I'd like to test drive the PHEV at home on September 14th at 2 PM.", "Can you give me a date and time?", "commit"),
+        ("I understand it, but I don't think that's a good product for me.", "", "refuse"),
+        ("I'm ready to pay.", "That's right, it pays 30 % of the sum insured.", "commit"),
     ],
 )
 def test_cues_found(said, agent, cue):
@@ -133,6 +136,8 @@ def test_cues_found(said, agent, cue):
         ("I see, I'll do it myself in the app.", ""),  # not through this call
         ("I'm worried about this, but I want to do it in the app instead.", ""),
         ("Okay, I think I'll book the test drive.", "You can come any day from 9:00 to 20:00."),  # no time of its own
+        ("I want to test drive it.", "The Aurora PHEV has 120 km of electric range."),  # a wish: no time, no place
+        ("I want to test drive it at a specific date and time.", "At a date and time, or a home test drive?"),
     ],
 )
 def test_no_commitment(said, agent):
@@ -358,6 +363,9 @@ def test_what_a_repeated_objection_ends_with_counts():
     assert decide_call(again).outcome == "withdraw"  # the question came before the objection
     asking = first + [T("agent", "It protects your family."), T("user", "I can't afford that much. Is that so?")]
     assert decide_call(asking).outcome == "undecided"
+    wondering = first + [T("agent", "You can pay in the app."),
+                         T("user", "I'm wondering whether this is a good deal, as I have to pay more than I can afford.")]
+    assert decide_call(wondering).outcome == "undecided"  # a question without a question mark
 
 
 def test_withdrawing_money_is_no_refusal():
