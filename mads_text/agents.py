@@ -56,6 +56,8 @@ from .stance import LEANING_TEXT, derive_stance, render_stance
 PromptMode = Literal["chat", "transcript"]
 
 REPEAT_DRY = 0.8
+CUT_RETRY = "stopped mid-sentence"
+SENTENCE_END = re.compile(r"""[.!?…]["')\]]*\s*$""")
 RETRY_HEAT = 0.2  # temperature added per retry
 STANCE_RETRY = "committed before raising their doubts"
 BUDGET_RETRY = "committed beyond their budget"
@@ -167,8 +169,11 @@ class _Participant:
             c = await self.backend.complete(prompt, params)
             reply.calls += 1
             text = c.text
-            if c.finish_reason == "length":
-                text = trim_to_sentence(text)
+            # the repetition penalty can make the end of the line likelier than the words that would repeat, so its
+            # samples may stop mid-phrase ("Yes, you can still use your current"): cut back to a finished sentence
+            cut_short = bool(params.dry_multiplier) and not SENTENCE_END.search(extract_marker(text)[0])
+            if c.finish_reason == "length" or cut_short:
+                text = trim_to_sentence(text, min_chars=1 if cut_short else 20)
             reply.prompt_tokens += c.prompt_tokens
             reply.completion_tokens += c.completion_tokens
             res = clean_reply(
@@ -186,6 +191,8 @@ class _Participant:
                     res = Cleaned(res.text, res.cleaned, "only repeats")
                 else:
                     res, best_repeats = Cleaned(kept, res.cleaned), dropped
+            if res.retry is None and cut_short and not SENTENCE_END.search(extract_marker(res.text)[0]):
+                res = Cleaned(res.text, res.cleaned, CUT_RETRY)
             if res.retry is None and (why := self._out_of_stance(extract_marker(res.text)[0], history)):
                 res = Cleaned(res.text, res.cleaned, why)
             if res.retry is None:
@@ -198,7 +205,7 @@ class _Participant:
                 reply.empty_retries += 1
             elif res.retry == "marker only":
                 reply.marker_only_retries += 1
-            elif res.retry == "only repeats":
+            elif res.retry in ("only repeats", CUT_RETRY):
                 reply.repeat_retries += 1
             else:
                 reply.slips_retried += 1

@@ -302,3 +302,19 @@ def test_a_marker_cut_before_its_bracket_is_no_words():
     assert extract_marker("[ACCEPT") == ("", "accept")
     assert extract_marker("Okay, send it. [ACCEPT] [ACCEPT") == ("Okay, send it.", "accept")
     assert extract_marker("I said [withdraw] earlier, fine.")[1] == "withdraw"
+
+
+def test_a_sample_under_the_repetition_penalty_keeps_only_finished_sentences():
+    said = [Turn(role="agent", text="It costs 288 RMB a month."), Turn(role="user", text="Can I use my deposit?")]
+    # the first sample repeats; the penalised second stops mid-phrase and is cut back to its finished sentence
+    be = ScriptedBackend(["It costs 288 RMB a month.", "Yes, you can. The premium comes from your current"])
+    r = run(DialogAgent(SC, be, "transcript", user_name="Fang").next_turn(said))
+    assert (r.text, r.repeat_retries) == ("Yes, you can.", 1)
+    # nothing finished in it: sampled again
+    be = ScriptedBackend(["It costs 288 RMB a month.", "Yes, you can still use your current", "Yes, from your deposit."])
+    r = run(DialogAgent(SC, be, "transcript", user_name="Fang").next_turn(said))
+    assert (r.text, r.repeat_retries, r.calls) == ("Yes, from your deposit.", 2, 3)
+    assert "stopped mid-sentence" in r.notes
+    # without the penalty a reply is kept as written
+    be = ScriptedBackend(["Yes, you can use your deposit"])
+    assert run(DialogAgent(SC, be, "transcript", user_name="Fang").next_turn(said)).text == "Yes, you can use your deposit"
