@@ -61,8 +61,9 @@ SENTENCE_END = re.compile(r"""[.!?…]["')\]]*\s*$""")
 RETRY_HEAT = 0.2  # temperature added per retry
 STANCE_RETRY = "committed before raising their doubts"
 BUDGET_RETRY = "committed beyond their budget"
-# the reminder's frame said in the first person, quotes and brackets dropped: "I still have this doubt."
-NOTE_ECHO = re.compile(r"\bstill ha(?:ve|s) this doubt\b", re.IGNORECASE)
+# the reminder's frame said in the first person, quotes and brackets dropped: "I still have this doubt.", "Yes, I do
+# have this doubt"
+NOTE_ECHO = re.compile(r"\b(?:ha(?:ve|s)|had) this doubt\b", re.IGNORECASE)
 
 
 @dataclass

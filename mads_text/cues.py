@@ -35,8 +35,8 @@ WHEN = re.compile(_WHEN, re.IGNORECASE)
 # wanting to book is accepting only with a specific time (or a home test drive): "I want to schedule a test drive" is
 # a wish, "I'm ready to schedule it" after the agent's "Let's schedule a test drive" a yes
 BOOKING = re.compile(r"\b(?:book|schedule|reserve|come (?:in|by|over)|make an appointment|test[- ]drive)\b", re.IGNORECASE)
-WISH = re.compile(r"\b(?:want|would like|'d like|'d love|need|hope) to\b|\bi think i'?ll\b", re.IGNORECASE)
-TEST_DRIVE_WISH = re.compile(r"\bto test[- ]drive\b", re.IGNORECASE)
+WISH = re.compile(r"\b(?:want|would like|'d like|'d love|need|hope) (?:to\b|a test[- ]drive)|\bi think i'?ll\b", re.IGNORECASE)
+TEST_DRIVE_WISH = re.compile(r"\bto test[- ]drive\b|\b(?:want|like|love) a test[- ]drive\b", re.IGNORECASE)
 HOME_OR_CONTACT = re.compile(r"\bhome\b|\b(?:number|e-?mail|contact details) is\b|\breach me (?:at|on)\b", re.IGNORECASE)
 
 # "I want to buy a new car" states a need, not a commitment to this one
@@ -52,7 +52,7 @@ _ACTS = (r"buy{need}|purchase{need}|make (?:the|a|my|this) (?:purchase|order)|sa
 _ACT = _ACTS.format(need=_NEED, not_take=_NOT_TAKE)
 _ACT_ANY = _ACTS.format(need="", not_take=_NOT_TAKE)
 COMMIT = _rx(
-    r"\bsign me up\b", r"\bcount me in\b", r"\bi'?ll say yes\b", r"\bi say yes\b", r"\bwhere do i sign\b", r"\bput me down (?:for|on)\b",
+    r"\bsign me up\b", r"\bcount me in\b", r"\bi(?:'?d| would)? (?:like|want|love) a test[- ]drive\b", r"\bi'?ll say yes\b", r"\bi say yes\b", r"\bwhere do i sign\b", r"\bput me down (?:for|on)\b",
     rf"\b(?:i'?ll|i will)(?: {_ADV})* take (?:it|one|that|this|the (?!time\b)[\w-]+(?: [\w-]+)?)\b{_NOT_TAKE}",
     r"\blet'?s (?:do it|do that|do this|go ahead|go with|proceed|book|schedule|set (?:it|that|one) up|sign)\b",
     r"\bgo ahead (?:and|with) (?:send|book|sign|set|schedule|register|apply|enrol|subscribe|start|process|reserve)",

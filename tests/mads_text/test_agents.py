@@ -295,6 +295,7 @@ def test_the_reminders_frame_said_aloud_is_resampled():
     kw = dict(own_name=user.own_name, other_name=SC.agent.name, other_last="It is 288 RMB.",
               instructions=user.directions(hist))
     assert clean_reply("I still have this doubt. Is it worth it?", **kw).retry == "recited its instructions"
+    assert clean_reply("Yes, I do have this doubt, but I'll do my best.", **kw).retry == "recited its instructions"
     assert clean_reply("I still have doubts about the price.", **kw).retry is None
 
 

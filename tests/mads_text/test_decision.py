@@ -98,6 +98,7 @@ def run(coro):
         ("I'd like to test drive the PHEV at home on September 14th at 2 PM.", "Can you give me a date and time?", "commit"),
         ("I understand it, but I don't think that's a good product for me.", "", "refuse"),
         ("I'm ready to pay.", "That's right, it pays 30 % of the sum insured.", "commit"),
+        ("I would like a test drive on a Saturday.", "What date and time are you available?", "commit"),
     ],
 )
 def test_cues_found(said, agent, cue):
@@ -137,6 +138,7 @@ def test_cues_found(said, agent, cue):
         ("I'm worried about this, but I want to do it in the app instead.", ""),
         ("Okay, I think I'll book the test drive.", "You can come any day from 9:00 to 20:00."),  # no time of its own
         ("I want to test drive it.", "The Aurora PHEV has 120 km of electric range."),  # a wish: no time, no place
+        ("I'd like a test drive.", "We can come to your home on weekdays."),
         ("I want to test drive it at a specific date and time.", "At a date and time, or a home test drive?"),
     ],
 )
