@@ -47,7 +47,7 @@ _ACTS = (r"buy{need}|purchase{need}|make (?:the|a|my|this) (?:purchase|order)|sa
         r"accept (?:the|this|your) (?:offer|plan|policy|proposal)|get (?:it|this|that|one|the (?!money|refund|details|information|info|guarantee)\w+(?: \w+)?)(?! back)|go with (?:it|the \w+(?: \w+)?)|"
         r"start the (?:application|process|assessment|questionnaire)|do the (?:risk )?(?:assessment|questionnaire)|"
         r"fill (?:in|out) the (?:application|form|questionnaire)|complete the (?:risk )?(?:application|form|assessment|questionnaire)|"
-        r"schedule (?:it|one|a|the)|come (?:in|by|over)|test[- ]drive (?:it|one|the|this|that|your)|do it\b(?! later| myself| on my own| by myself)(?![^.?!]*\binstead\b)")
+        r"schedule (?:it|one|a|the)|come (?:in|by|over)|come(?=\W*$)|test[- ]drive (?:it|one|the|this|that|your)|do it\b(?! later| myself| on my own| by myself)(?![^.?!]*\binstead\b)")
 # the acts a commitment names; a refusal may name a need ("I don't want to buy a car")
 _ACT = _ACTS.format(need=_NEED, not_take=_NOT_TAKE)
 _ACT_ANY = _ACTS.format(need="", not_take=_NOT_TAKE)
@@ -131,7 +131,7 @@ DEFER = _rx(
     r"\bhave to (?:think|check|discuss|talk)\b", r"\bneed to (?:think|check|discuss|talk|consult)\b",
 )
 REFUSE = _rx(
-    r"\bnot interested\b", r"\bno,? thanks?\b", r"\bno,? thank you\b", r"\bi'?ll pass\b",
+    r"\bnot interested\b", r"\bno,? thanks?\b", r"\bi'?m withdrawing\W*$", r"\bno,? thank you\b", r"\bi'?ll pass\b",
     r"\bpass on (?:it|this|that)\b",
     # "I don't need a new car right now" is not now, not no
     r"\b(?:i|we) (?:still |really |just )?(?:don'?t|do not) (?:want|need) (?:it|this|that(?! money| much| kind| long)|any|one|another(?: \w+)?|insurance|a car|"

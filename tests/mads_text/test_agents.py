@@ -303,6 +303,8 @@ def test_a_marker_cut_before_its_bracket_is_no_words():
     assert extract_marker("[ACCEPT") == ("", "accept")
     assert extract_marker("Okay, send it. [ACCEPT] [ACCEPT") == ("Okay, send it.", "accept")
     assert extract_marker("I said [withdraw] earlier, fine.")[1] == "withdraw"
+    assert extract_marker("[WITHDRAW]. I'm withdrawing.") == ("I'm withdrawing.", "withdraw")
+    assert extract_marker("...well, maybe.") == ("...well, maybe.", None)  # words without a marker stay as written
 
 
 def test_a_sample_under_the_repetition_penalty_keeps_only_finished_sentences():

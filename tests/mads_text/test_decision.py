@@ -99,6 +99,8 @@ def run(coro):
         ("I understand it, but I don't think that's a good product for me.", "", "refuse"),
         ("I'm ready to pay.", "That's right, it pays 30 % of the sum insured.", "commit"),
         ("I would like a test drive on a Saturday.", "What date and time are you available?", "commit"),
+        ("Okay, I'm ready to come.", "The test drive will be at 3 PM tomorrow.", "commit"),
+        ("I'm sorry. I'm withdrawing.", "", "refuse"),
     ],
 )
 def test_cues_found(said, agent, cue):
