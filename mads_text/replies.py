@@ -50,7 +50,7 @@ def extract_marker(text: str) -> tuple[str, Literal["accept", "withdraw"] | None
     if found:
         marker = "accept" if found[-1].upper().startswith("ACCEPT") else "withdraw"
     cleaned = MARKER_RE.sub("", text)
-    if found:  # "[WITHDRAW]. I'm withdrawing." leaves no stray full stop in front of the words
+    if MARKER_RE.match(text.lstrip()):  # "[WITHDRAW]. I'm withdrawing." leaves no stray full stop in front of the words
         cleaned = re.sub(r"^[\s.,;:]+", "", cleaned)
     return re.sub(r"\s{2,}", " ", cleaned).strip(), marker
 

@@ -304,7 +304,7 @@ def test_a_marker_cut_before_its_bracket_is_no_words():
     assert extract_marker("Okay, send it. [ACCEPT] [ACCEPT") == ("Okay, send it.", "accept")
     assert extract_marker("I said [withdraw] earlier, fine.")[1] == "withdraw"
     assert extract_marker("[WITHDRAW]. I'm withdrawing.") == ("I'm withdrawing.", "withdraw")
-    assert extract_marker("...well, maybe.") == ("...well, maybe.", None)  # words without a marker stay as written
+    assert extract_marker("...well, maybe. [ACCEPT]") == ("...well, maybe.", "accept")  # only a leading marker's stop goes
 
 
 def test_a_sample_under_the_repetition_penalty_keeps_only_finished_sentences():
