@@ -31,7 +31,8 @@ SALES_RX = re.compile(
 # what a customer says and a salesperson does not: an agent line with one of these took over the customer's role
 CUSTOMER_RX = re.compile(
     r"\bi(?:'d| would) like to (?:have|book|take|schedule|go for) a test drive\b|\bi (?:can'?t|cannot) afford\b|"
-    r"\bi(?:'m| am) not interested\b|\bsign me up\b|\bi'?ll think about it\b", re.IGNORECASE)
+    r"\bi(?:'m| am) not interested\b|\bsign me up\b|\bi'?ll think about it\b|"
+    r"\bhow much (?:do|would|will|should) i (?:need to |have to )?pay\b|\bexactly what i(?:'m| am) looking for\b", re.IGNORECASE)
 ECHO_WORDS = 6  # a sentence this long said nearly word for word after the other speaker is theirs, not an answer
 
 

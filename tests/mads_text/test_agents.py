@@ -64,6 +64,9 @@ def test_clean_reply_catches_the_other_role_in_any_sentence():
     r = clean_reply("Sure. I would like to have a test drive of the Aurora you mentioned.", impersonation=[CUSTOMER_RX], **agent)
     assert "other role" in r.retry
     assert clean_reply("I understand you may not be interested yet.", impersonation=[CUSTOMER_RX], **agent).retry is None
+    slip = "I've heard about this product, and it's exactly what I'm looking for. How much do I need to pay?"
+    assert clean_reply(slip, impersonation=[CUSTOMER_RX], **agent).retry.startswith("spoke in the other role")
+    assert clean_reply("How much would you like to pay each month?", impersonation=[CUSTOMER_RX], **agent).retry is None
 
 
 def test_the_customer_does_not_introduce_themselves_from_the_company():

@@ -149,6 +149,14 @@ def test_no_commitment(said, agent):
     assert c.commit is None and c.agree is None
 
 
+def test_a_yes_or_no_answers_the_agents_last_question():
+    agent = "Great! We can start with the starter plan. Do you have any other questions?"
+    c = read_cues("No, I don't have any other questions.", agent)
+    assert c.refuse is None and not c.proposal
+    assert read_cues("No.", "Do you have questions? Shall I send you the application link?").refuse == "No."
+    assert read_cues("Yes, I can confirm that.", "We can arrange a test drive tomorrow at 3 PM. Can you confirm that?").agree
+
+
 def test_quotes_are_found_verbatim():
     assert find_quote("i'll take it", "Well, I'll take it, thanks!") == "I'll take it,"
     assert find_quote("send me the link", "Sure. Send me the link.") == "Send me the link."
