@@ -13,6 +13,7 @@ undecided), the accept/withdraw confusion, and LLM calls and seconds per round. 
 prints the share of a self-play run's wall time spent deciding (``stats.decision_s / stats.wall_s``).
 
     python bench/decision.py --data tests/data/sales_calls_labelled.jsonl [--split test] [--model qwen1.5b]
+    python bench/decision.py --data tests/data/decision_calls_seed1919.jsonl --variants rules,hybrid
     python bench/decision.py --run RUN
 """
 
@@ -118,6 +119,8 @@ async def main_eval(args) -> None:
     gold = Counter(g for r in recs for _, g in rounds(r))
     print(f"{len(recs)} calls, {sum(gold.values())} labelled rounds ({dict(gold)}), split={args.split}")
     for name, make in variants.items():
+        if args.variants and name not in args.variants.split(","):
+            continue
         res = await evaluate(name, make, recs)
         print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in res.items()}))
 
@@ -137,6 +140,8 @@ if __name__ == "__main__":
     ap.add_argument("--data", default="tests/data/sales_calls_labelled.jsonl")
     ap.add_argument("--split", default="all", help="train, test or all")
     ap.add_argument("--model", default="qwen1.5b", help="embedded model of the LLM check; 'none' for rules only")
+    ap.add_argument("--variants", help="comma-separated subset of majority,rules,llm,hybrid (default: all); 'llm' asks "
+                    "the model on every round and is the slow one")
     ap.add_argument("--run", help="report the decision's share of this run's wall time instead")
     a = ap.parse_args()
     if a.run:

@@ -45,6 +45,7 @@ from .replies import (
     Cleaned,
     clean_reply,
     drop_repeats,
+    ends_sentence,
     extract_marker,
     norm_words,
     sentences,
@@ -57,7 +58,6 @@ PromptMode = Literal["chat", "transcript"]
 
 REPEAT_DRY = 0.8
 CUT_RETRY = "stopped mid-sentence"
-SENTENCE_END = re.compile(r"""[.!?…]["')\]]*\s*$""")
 RETRY_HEAT = 0.2  # temperature added per retry
 STANCE_RETRY = "committed before raising their doubts"
 BUDGET_RETRY = "committed beyond their budget"
@@ -172,7 +172,7 @@ class _Participant:
             text = c.text
             # the repetition penalty can make the end of the line likelier than the words that would repeat, so its
             # samples may stop mid-phrase ("Yes, you can still use your current"): cut back to a finished sentence
-            cut_short = bool(params.dry_multiplier) and not SENTENCE_END.search(extract_marker(text)[0])
+            cut_short = bool(params.dry_multiplier) and not ends_sentence(text)
             if c.finish_reason == "length" or cut_short:
                 text = trim_to_sentence(text, min_chars=1 if cut_short else 20)
             reply.prompt_tokens += c.prompt_tokens
@@ -192,7 +192,7 @@ class _Participant:
                     res = Cleaned(res.text, res.cleaned, "only repeats")
                 else:
                     res, best_repeats = Cleaned(kept, res.cleaned), dropped
-            if res.retry is None and cut_short and not SENTENCE_END.search(extract_marker(res.text)[0]):
+            if res.retry is None and cut_short and not ends_sentence(res.text):
                 res = Cleaned(res.text, res.cleaned, CUT_RETRY)
             if res.retry is None and (why := self._out_of_stance(extract_marker(res.text)[0], history)):
                 res = Cleaned(res.text, res.cleaned, why)
@@ -324,7 +324,7 @@ class UserAgent(_Participant):
         if not (cues.commit or cues.agree) or cues.blocks_accept():
             return None
         # the header says the price must fit; "I want to buy the Aurora PHEV" on 84,048 against 189,900 does not
-        if self.stance.budget_fits is False and not self.stance.cheaper_fits:
+        if self.stance.priced_out:
             return BUDGET_RETRY
         if open_objections(self.stance.objections, [*history, Turn(role="user", text=said)]):
             return STANCE_RETRY

@@ -307,6 +307,11 @@ ACCEPT_OBJECT = re.compile(r"\b(?:link|application|apply|sign|buy|purchase|polic
                            r"e-?mail|slot|showroom|branch|app|account|donat\w*|pay|form)\b", re.IGNORECASE)
 
 
+# a question that asks for a yes to what was just proposed ("Can you confirm that?", "Does that work for you?")
+CONFIRMS = _rx(r"\bconfirm\b", r"\bagree\b", r"\binterested\b", r"\b(?:sound|sounds) (?:good|ok|okay|fine)\b", r"\bdeal\b",
+               r"\b(?:that|it|this)\b[^?]{0,20}\b(?:work|works|suit|suits|okay|ok|fine|good|alright)\b")
+
+
 def proposes(agent_turn: str) -> bool:
     """The agent's turn proposes a concrete accepting step: a proposal phrase in a sentence that names its object,
     and no other question after it, which a yes or no would answer instead ("We can start with the starter plan. Do
@@ -316,10 +321,6 @@ def proposes(agent_turn: str) -> bool:
     return last is not None and not any(s.rstrip().endswith("?") and not (PROPOSAL.search(s) or CONFIRMS.search(s))
                                         for s in parts[last + 1:])
 
-
-# a question that asks for a yes to what was just proposed ("Can you confirm that?", "Does that work for you?")
-CONFIRMS = _rx(r"\bconfirm\b", r"\bagree\b", r"\binterested\b", r"\b(?:sound|sounds) (?:good|ok|okay|fine)\b", r"\bdeal\b",
-               r"\b(?:that|it|this)\b[^?]{0,20}\b(?:work|works|suit|suits|okay|ok|fine|good|alright)\b")
 
 
 def bare_yes(customer: str) -> bool:

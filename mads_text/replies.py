@@ -44,6 +44,14 @@ def trim_to_sentence(text: str, min_chars: int = 20) -> str:
     return text
 
 
+SENTENCE_END = re.compile(r"""[.!?…]["')\]]*\s*$""")
+
+
+def ends_sentence(text: str) -> bool:
+    """The words (end markers aside) end a sentence, as a finished reply does."""
+    return bool(SENTENCE_END.search(extract_marker(text)[0]))
+
+
 def extract_marker(text: str) -> tuple[str, Literal["accept", "withdraw"] | None]:
     """Strip end markers; the last one in the text decides."""
     found = MARKER_RE.findall(text)

@@ -58,6 +58,11 @@ class Stance(BaseModel):
     resistance: int  # how many points speak against buying (0-7)
     leaning: Leaning
 
+    @property
+    def priced_out(self) -> bool:
+        """The offer is over budget and nothing cheaper fits (a known budget only)."""
+        return self.budget_fits is False and not self.cheaper_fits
+
 
 def _rng(persona: Persona, what: str) -> np.random.Generator:
     digest = hashlib.sha256(f"{persona.seed}/{persona.id}/stance/{what}".encode()).digest()
