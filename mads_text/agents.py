@@ -27,7 +27,7 @@ from typing import Literal
 
 from . import prompts
 from .common.records import Turn
-from .cues import read_cues
+from .cues import canon, read_cues
 from .llm import GenParams, LLMBackend, Message
 from .personas import (
     Persona,
@@ -116,6 +116,34 @@ def stance_note(stance, history: list[Turn], name: str) -> str:
     elif not persuadable and rounds >= (3 if stance.busy else 5):
         notes.append(f"{name} is running out of patience")
     return f"({'; '.join(notes)}.)\n" if notes else ""
+
+
+# a doubt in the customer's words, which the agent should answer before asking for anything
+DOUBT = re.compile(r"\b(?:not|no|never|nothing|can't|don't|doesn't|won't|isn't|wouldn't|worried|worry|afraid|unsure|"
+                   r"expensive|too (?:much|long|high|risky)|scam|risk\w*)\b", re.IGNORECASE)
+
+
+def agent_note(history: list[Turn], agent_name: str, user_name: str, step: str) -> str:
+    """A private reminder just before the agent's line, in the prompt only. The 1.5B agent recites product facts
+    turn after turn and rarely asks for anything, so persuadable customers run out of rounds undecided; told only to
+    ask, it asks over the customer's doubts, which the customer then repeats. From the second customer round on:
+    a question or doubt in the customer's last line is answered first; otherwise the agent asks for the next step."""
+    if sum(t.role == "user" for t in history) < 2:
+        return ""
+    last = history[-1].text if history[-1].role == "user" else ""
+    agent_before = next((t.text for t in reversed(history) if t.role == "agent"), "")
+    cues = read_cues(last, agent_before)
+    if "?" in last or cues.asks or cues.soft_no or DOUBT.search(canon(last)):
+        return f"({agent_name} answers that with the facts above, in a sentence or two, and does not ask for anything yet.)\n"
+    return f'({agent_name} asks {user_name} for the next step, in words like: "{step}")\n'
+
+
+def narration(*names: str) -> re.Pattern:
+    """A speaker telling the call in the third person ("Mei says that she has decided to purchase the policy. Mei
+    accepts the offer and Li Wei does not proceed."): the transcript's narrator, not anyone on the phone."""
+    who = "|".join(re.escape(n) for n in names if n)
+    return re.compile(rf"\b(?:{who}) (?:says|said|accepts|accepted|agrees|agreed|decides|decided|has decided|does not|"
+                      r"doesn't|nods|smiles|laughs|sighs|hangs up|ends the call)\b")
 
 
 def transcript_lines(history: list[Turn], agent_name: str, user_name: str) -> str:
@@ -249,8 +277,10 @@ class DialogAgent(_Participant):
         user_name: str = "Customer",
         params: GenParams | None = None,
         seed: int = 0,
+        note: bool = True,
     ):
         super().__init__(scenario, backend, mode, params or GenParams(temperature=0.7, max_tokens=90), seed)
+        self.note = note
         self.prompt_k = prompt_k or scenario.agent.meta_instruction
         self.own_name = scenario.agent.name
         self.other_name = user_name
@@ -259,7 +289,7 @@ class DialogAgent(_Participant):
     def _prompt(self, history: list[Turn]):
         if self.mode == "transcript":
             header = agent_transcript_header(self.scenario, self.other_name, self.prompt_k)
-            return header + transcript_lines(history, self.own_name, self.other_name) + f"{self.own_name}:"
+            return header + transcript_lines(history, self.own_name, self.other_name) + self._note(history) + f"{self.own_name}:"
         msgs = [Message(role="system", content=self.system_prompt), Message(role="user", content=prompts.CALL_CONNECTED)]
         for t in history:
             msgs.append(Message(role="assistant" if t.role == "agent" else "user", content=t.text))
@@ -274,11 +304,19 @@ class DialogAgent(_Participant):
         return [s for t in history if t.role == "agent" for s in sentences(t.text)]
 
     def impersonation(self) -> list[str | re.Pattern]:
-        return [CUSTOMER_RX]
+        return [CUSTOMER_RX, narration(self.own_name, self.other_name)]
+
+    def _note(self, history: list[Turn]) -> str:
+        if not self.note:
+            return ""
+        step = self.scenario.agent.next_step or self.scenario.acceptance_criteria
+        return agent_note(history, self.own_name, self.other_name, step)
 
     def directions(self, history: list[Turn]) -> list[str | re.Pattern]:
-        # how to lead the call (not the task or the facts, which are meant to be said)
-        return [agent_guidance(self.scenario, self.other_name), FACTS_FRAME]
+        # how to lead the call (not the task or the facts, which are meant to be said; nor the next step, which is
+        # meant to be asked for)
+        frame = self._note(history).split(": ", 1)[0]  # the step's own words are meant to be said
+        return [agent_guidance(self.scenario, self.other_name), FACTS_FRAME, *([frame] if frame else [])]
 
 
 class UserAgent(_Participant):
@@ -307,7 +345,7 @@ class UserAgent(_Participant):
 
     def impersonation(self) -> list[str | re.Pattern]:
         a = self.scenario.agent
-        return [f"I'm {a.name}", f"I am {a.name}", f"this is {a.name}", f"calling from {a.company}", f"here at {a.company}",
+        return [narration(self.own_name, self.other_name), f"I'm {a.name}", f"I am {a.name}", f"this is {a.name}", f"calling from {a.company}", f"here at {a.company}",
                 *SALES_LINES, SALES_RX,
                 re.compile(rf"\b(?:this is|my name is|i'?m|i am) \w+(?: \w+)?,? (?:from|with) (?:the )?{re.escape(a.company)}", re.I)]
 

@@ -74,7 +74,14 @@ COMMIT = _rx(
     rf"\bsee you (?:on|at|then|tomorrow|{_DAYS})\b",
     # availability at a named time answers "when can we meet?" ("I'm available tomorrow at 10 AM")
     rf"\bi'?m (?:available|free)\b[^.?!]{{0,25}}{_WHEN}",
+    # naming the time sets the booking up ("Okay. Let's set it for next Thursday at 7 PM.")
+    rf"\blet'?s (?:set|make|do|say|book|schedule) (?:it |that |one )?(?:for |on |at )?(?:next |this )?{_WHEN}",
 )
+# a time and nothing else, in answer to the agent's question for one ("Which day and time suit you?" - "Next Thursday
+# at 7 PM.")
+ASKS_TIME = _rx(r"\b(?:what|which) (?:day|date|time)s?\b[^.?!]*\?", r"\bdate and time\b[^.?!]*\?", r"\bwhen (?:would|can|could|are|is|will)\b[^.?!]*\?")
+TIME_ONLY = _rx(rf"^\W*(?:(?:ok|okay|yes|yeah|sure|alright|then|um|well|let'?s say|say|maybe)\W+)*(?:on |at )?(?:next |this )?"
+                rf"(?:{_DAYS}|tomorrow|tonight)\b[^.?!,;]{{0,25}}(?:,? please)?\W*$")
 # paying an amount: "I'm ready to pay 10,000 RMB" commits, "I want to pay 536 RMB a month" counter-offers, and so does
 # "I will pay 131,650 RMB. Can you give me a discount?" (read_cues drops it when the turn bargains)
 AMOUNT = _rx(rf"\b(?:i'?ll|i will|i'?m ready to|i am ready to|i'?m going to)(?: {_ADV})* pay [\d,]+")
@@ -86,7 +93,7 @@ NO_NEED = _rx(r"\bi (?:don'?t|do not)(?: think i)? need\b", FINE_KEEPING)
 # a link asked for is a link agreed to, even phrased as a question; so is asking, please, to buy it now
 LINK_REQUEST = _rx(r"\b(?:can|could|may) i please (?:buy|purchase|apply for|subscribe to|sign up for|get) (?:it|this|that|the)\b"
                    r"[^.?!]{0,60}\b(?:now|today|right away)\W*$",
-                   r"\b(?:i'?d like|i would like|i want|i need|i'?m ready|i am ready)(?: to (?:see|get|have|receive))? (?:the |a |an |your )?"
+                   r"\b(?:i'?d like|i would like|i want|i need|i'?m ready|i am ready|i'?ll|i will)(?: to)?(?: (?:see|get|have|receive))? (?:the |a |an |your )?"
                    r"(?:\w+ )?(?:application |sign-?up |registration |payment )?link\b",
                    r"\b(?:can|could|would|will) you (?:please )?(?:send|text|email|give) me (?:the |that |your |a |an )?"
                    r"(?:application |sign-?up |registration |payment )?link\b",
@@ -131,7 +138,7 @@ DEFER = _rx(
     r"\bhave to (?:think|check|discuss|talk)\b", r"\bneed to (?:think|check|discuss|talk|consult)\b",
 )
 REFUSE = _rx(
-    r"\bnot interested\b", r"\bno,? thanks?\b", r"\bi'?m withdrawing\W*$", r"\bno,? thank you\b", r"\bi'?ll pass\b",
+    r"(?<!\byou're )(?<!\byou are )(?<!\bthey're )not interested\b", r"\bno,? thanks?\b", r"\bi'?m withdrawing\W*$", r"\bno,? thank you\b", r"\bi'?ll pass\b",
     r"\bpass on (?:it|this|that)\b",
     # "I don't need a new car right now" is not now, not no
     r"\b(?:i|we) (?:still |really |just )?(?:don'?t|do not) (?:want|need) (?:it|this|that(?! money| much| kind| long)|any|one|another(?: \w+)?|insurance|a car|"
@@ -334,6 +341,8 @@ def read_cues(customer: str, agent_before: str = "") -> Cues:
     parts = clauses(customer)
     cues = Cues(proposal=proposes(agent_before))
     cues.commit = _find(COMMIT, parts, guard=True) or _find(LINK_REQUEST, parts, guard=False)
+    if not cues.commit and ASKS_TIME.search(agent_before or ""):
+        cues.commit = _find(TIME_ONLY, parts, guard=True)
     if not cues.commit and not BARGAIN.search(canon(customer)):
         cues.commit = _find(AMOUNT, parts, guard=True)
     cues.defer = _find(DEFER, parts, guard=False)
@@ -367,6 +376,8 @@ def read_cues(customer: str, agent_before: str = "") -> Cues:
         first = parts[0]
         # "Yes, please." to "Shall I send the link?" is a commitment; "Yes, but how much?" is not
         hedged = len(parts) > 1 and BUT.match(parts[1])
+        # nor "Okay, if I subscribe 10,000 today, I'll get ... which is almost nothing"
+        hedged = hedged or bool(re.search(r"\b(?:if|unless|whether)\b", first, re.I))
         if YES.search(first) and not hedged and not re.search(r"\bbut\b", first, re.I) and not first.rstrip().endswith("?"):
             cues.agree = first
         elif NO.search(first) and not cues.refuse:

@@ -47,6 +47,8 @@ class SimulationConfig(BaseModel):
         "auto", description="How a call ends: the decision module with the LLM as a check (auto/hybrid), rules "
         "only, or off (every call runs max_rounds; for building evaluation sets)")
     stance_in_chat: bool = Field(False, description="Add the customer's stance to the paper's chat-mode prompt")
+    agent_note: bool = Field(True, description="Transcript mode: remind the agent before each line from the second "
+                             "round on to answer and ask for the scenario's next step")
     user_params: GenParams = Field(default_factory=lambda: GenParams(temperature=0.9, max_tokens=80))
     agent_params: GenParams = Field(default_factory=lambda: GenParams(temperature=0.7, max_tokens=90))
 
@@ -87,7 +89,7 @@ async def run_dialogue(
                      stance_in_chat=cfg.stance_in_chat)
     agent = DialogAgent(
         scenario, backend, mode, prompt_k=cfg.prompt_k, user_name=persona.name,  # type: ignore[arg-type]
-        params=cfg.agent_params, seed=dseed,
+        params=cfg.agent_params, seed=dseed, note=cfg.agent_note,
     )
     decider = None if cfg.decision == "off" else Decider(scenario, backend, "rules" if cfg.decision == "rules" else "hybrid")
     turns: list[Turn] = []
@@ -184,7 +186,7 @@ def _check_resume(existing: RunManifest, cfg: SimulationConfig, scenario: Scenar
         problems.append(f"scenario {existing.scenario!r} vs {scenario.name!r}")
     if existing.scenario_sha256 != scenario.sha256:
         problems.append("the scenario file changed since the run started")
-    for key in ("group", "max_rounds", "seed", "backend", "prompt_version", "decision", "stance_in_chat"):
+    for key in ("group", "max_rounds", "seed", "backend", "prompt_version", "decision", "stance_in_chat", "agent_note"):
         old, new = getattr(existing, key), getattr(cfg, key)
         if old != new:
             problems.append(f"{key} {old!r} vs {new!r}")
@@ -288,6 +290,7 @@ def plan_run(cfg: SimulationConfig, out_dir: str | Path, backend: LLMBackend, re
         prompt_version=cfg.prompt_version,
         decision=cfg.decision,
         stance_in_chat=cfg.stance_in_chat,
+        agent_note=cfg.agent_note,
         generation={
             "user": cfg.user_params.model_dump(),
             "agent": cfg.agent_params.model_dump(),

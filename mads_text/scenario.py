@@ -235,6 +235,9 @@ class AgentConfig(_Strict):
     company: str = "our company"
     meta_instruction: str = Field(min_length=1, description="The initial Dialog Agent prompt P0 ({prompt_k})")
     opening: str | None = Field(None, description="Fixed first agent line; generated when absent")
+    next_step: str | None = Field(
+        None, description="How the agent asks for the concrete next step, in its own words (transcript mode's "
+        "reminder before the agent's line quotes it as an example); the acceptance criteria when absent")
     voice: dict[str, Any] = Field(default_factory=dict, description="TTS voice of the agent (synth stage)")
 
 

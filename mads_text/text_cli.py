@@ -42,6 +42,7 @@ def simulate_cmd(
     concurrency: Optional[int] = typer.Option(None, help="Dialogues in flight (default: the backend's parallel slots, 4 for embedded)."),
     decision: str = typer.Option("auto", help="How calls end: auto/hybrid (cue rules checked by the LLM), rules (no LLM), off (run every call to --max-rounds)."),
     chat_stance: bool = typer.Option(False, "--chat-stance", help="Chat mode: add the customer's inner stance to the paper's User Agent prompt (transcript mode always has it)."),
+    agent_note: bool = typer.Option(True, "--agent-note/--no-agent-note", help="Transcript mode: a private reminder before each agent line (from round 2) to answer the customer and ask for the scenario's next step."),
     cache: Optional[Path] = typer.Option(None, help="SQLite request cache; reruns of identical requests are free and exact."),
     retry_errors: bool = typer.Option(False, help="Redo dialogues recorded with outcome 'error'."),
     ray: Optional[str] = typer.Option(None, "--ray", help="Shard over a Ray cluster: 'auto' (running cluster), 'local' (start one here) or an address."),
@@ -62,7 +63,7 @@ def simulate_cmd(
             personas_file=str(personas_file) if personas_file else None,
             seed=seed, backend=backend, model=model, base_url=base_url, prompt_mode=prompt_mode,
             prompt_k=_read_text_arg(prompt), prompt_version=prompt_version, concurrency=concurrency,
-            decision=decision, stance_in_chat=chat_stance,
+            decision=decision, stance_in_chat=chat_stance, agent_note=agent_note,
         )
     except ScenarioError as e:
         fail(str(e))

@@ -138,3 +138,4 @@ class RunManifest(BaseModel):
     personas_file: str | None = None
     decision: str = "markers"  # runs written before the decision module ended calls on the end markers
     stance_in_chat: bool = False
+    agent_note: bool = False  # runs written before the agent's reminder existed

@@ -211,6 +211,41 @@ def test_stance_notes_follow_the_persona():
     assert stance_note(open_, [], "Linda") == ""  # nothing before the first round
 
 
+def test_the_agent_is_reminded_to_answer_then_ask_for_the_next_step():
+    h = [Turn(role="agent", text="Hello."), Turn(role="user", text="Hi.")]
+    two = h + [Turn(role="agent", text="It pays cash on diagnosis."), Turn(role="user", text="Okay, that sounds useful.")]
+    be = ScriptedBackend(["It is 288 RMB a month. Shall I send you the application link now?"] * 4)
+    agent = DialogAgent(SC, be, "transcript", user_name="Fang")
+    run(agent.next_turn(h))
+    run(agent.next_turn(two))
+    first, second = be.calls[0][0], be.calls[1][0]
+    assert "next step" not in first.split("Transcript:")[1]  # not before the second round
+    # right before the agent's line, quoting the scenario's step; never part of the transcript lines
+    assert second.endswith(f'"{SC.agent.next_step}")\nLi Wei:') and SC.agent.next_step
+    # a doubt or a question is answered first, without asking
+    doubt = two[:-1] + [Turn(role="user", text="I don't think I need it, I have social insurance.")]
+    run(agent.next_turn(doubt))
+    assert be.calls[2][0].endswith("does not ask for anything yet.)\nLi Wei:")
+    run(DialogAgent(SC, be, "transcript", user_name="Fang", note=False).next_turn(two))
+    assert "next step" not in be.calls[3][0].split("Transcript:")[1]
+    # the reminder said aloud is a direction, not a line
+    be = ScriptedBackend(["Li Wei answers that with the facts above, in a sentence or two.", "It is 288 RMB a month."])
+    r = run(DialogAgent(SC, be, "transcript", user_name="Fang").next_turn(doubt))
+    assert r.text == "It is 288 RMB a month." and r.slips_retried == 1
+
+
+def test_a_speaker_narrating_the_call_is_resampled():
+    be = ScriptedBackend(["Yes, I'll send you the link now. Fang says that she has decided to buy the policy.",
+                          "Yes, I'll send you the link now."])
+    r = run(DialogAgent(SC, be, "transcript", user_name="Fang").next_turn(
+        [Turn(role="agent", text="Hello."), Turn(role="user", text="Send me the link.")]))
+    assert r.text == "Yes, I'll send you the link now." and r.slips_retried == 1
+    # the name as an address is no narration
+    be = ScriptedBackend(["Fang, says who? The policy is issued the same day."])
+    r = run(DialogAgent(SC, be, "transcript", user_name="Fang").next_turn([Turn(role="user", text="Really?")]))
+    assert r.slips_retried == 0
+
+
 def test_a_customer_reciting_its_private_notes_is_resampled():
     kw = dict(own_name="Sarah", other_name="Chen Jie", other_last="Would you like to book a test drive?")
     note = "Sarah needs the objections answered convincingly; if they are and the price fits, Sarah agrees, otherwise Sarah declines."

@@ -101,6 +101,10 @@ def run(coro):
         ("I would like a test drive on a Saturday.", "What date and time are you available?", "commit"),
         ("Okay, I'm ready to come.", "The test drive will be at 3 PM tomorrow.", "commit"),
         ("I'm sorry. I'm withdrawing.", "", "refuse"),
+        ("Okay. Let's set it for next Thursday at 7 PM.", "Can you please give me a specific date and time?", "commit"),
+        ("Next Thursday at 7 PM.", "Which day and time suit you?", "commit"),
+        ("Saturday morning, please.", "When would you like to come in?", "commit"),
+        ("I will receive the application link now.", "Do you want to receive the application link now?", "commit"),
     ],
 )
 def test_cues_found(said, agent, cue):
@@ -142,6 +146,11 @@ def test_cues_found(said, agent, cue):
         ("I want to test drive it.", "The Aurora PHEV has 120 km of electric range."),  # a wish: no time, no place
         ("I'd like a test drive.", "We can come to your home on weekdays."),
         ("I want to test drive it at a specific date and time.", "At a date and time, or a home test drive?"),
+        ("Next Thursday at 7 PM.", "The showroom is open every day."),  # a time nobody asked for
+        ("Not on Saturday.", "Which day suits you?"),
+        ("Saturday? I'm busy all weekend.", "Which day suits you?"),
+        ("Okay, if I subscribe 10,000 RMB today, I'll get 10,000 RMB plus 3 %, which is almost nothing.",
+         "Would you like to subscribe 10,000 RMB in the app today?"),
     ],
 )
 def test_no_commitment(said, agent):
