@@ -64,6 +64,9 @@ BUDGET_RETRY = "committed beyond their budget"
 # the reminder's frame said in the first person, quotes and brackets dropped: "I still have this doubt.", "Yes, I do
 # have this doubt"
 NOTE_ECHO = re.compile(r"\b(?:ha(?:ve|s)|had) this doubt\b", re.IGNORECASE)
+# the stance's money line read out ("I'm prepared to spend at most 305 RMB a month. The offer costs 288 RMB a month,
+# which fits."): nobody on a call calls it "the offer"
+MONEY_ECHO = re.compile(r"\bthe offer costs\b", re.IGNORECASE)
 
 
 @dataclass
@@ -374,7 +377,7 @@ class UserAgent(_Participant):
         if not self.stance:
             return []
         note = re.sub(r'"[^"]*"', "", stance_note(self.stance, history, self.own_name))
-        return [LEANING_TEXT[self.stance.leaning].format(name=self.own_name), note, NOTE_ECHO]
+        return [LEANING_TEXT[self.stance.leaning].format(name=self.own_name), note, NOTE_ECHO, MONEY_ECHO]
 
     def _prompt(self, history: list[Turn]):
         if self.mode == "transcript":

@@ -234,6 +234,12 @@ def test_the_agent_is_reminded_to_answer_then_ask_for_the_next_step():
     assert r.text == "It is 288 RMB a month." and r.slips_retried == 1
 
 
+def test_the_agent_answering_its_own_ask_is_resampled():
+    be = ScriptedBackend(["Ok, I want to subscribe 10,000 RMB in the app today.", "It is 2.9 % to 3.3 % a year."])
+    r = run(DialogAgent(SC, be, "transcript", user_name="Fang").next_turn([Turn(role="user", text="Hmm.")]))
+    assert r.text == "It is 2.9 % to 3.3 % a year." and r.slips_retried == 1
+
+
 def test_a_speaker_narrating_the_call_is_resampled():
     be = ScriptedBackend(["Yes, I'll send you the link now. Fang says that she has decided to buy the policy.",
                           "Yes, I'll send you the link now."])
@@ -335,6 +341,10 @@ def test_the_reminders_frame_said_aloud_is_resampled():
     assert clean_reply("I still have this doubt. Is it worth it?", **kw).retry == "recited its instructions"
     assert clean_reply("Yes, I do have this doubt, but I'll do my best.", **kw).retry == "recited its instructions"
     assert clean_reply("I still have doubts about the price.", **kw).retry is None
+    # the money line read out; saying one's budget is fine
+    said = "I'm prepared to spend at most 305 RMB a month. The offer costs 288 RMB a month, which fits."
+    assert clean_reply(said, **kw).retry == "recited its instructions"
+    assert clean_reply("I can spend at most 305 RMB a month.", **kw).retry is None
 
 
 def test_a_marker_cut_before_its_bracket_is_no_words():
