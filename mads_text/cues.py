@@ -74,6 +74,10 @@ COMMIT = _rx(
     rf"\bsee you (?:on|at|then|tomorrow|{_DAYS})\b",
     # availability at a named time answers "when can we meet?" ("I'm available tomorrow at 10 AM")
     rf"\bi'?m (?:available|free)\b[^.?!]{{0,25}}{_WHEN}",
+    # content with a named option of the offer ("I'm okay with the 178 RMB starter plan, I'll start right away")
+    r"\bi'?m (?:okay|ok|fine|happy|good) with (?:the|that|this) (?:[\w,]+ ){0,4}(?:plan|policy|option|trim|offer|appointment|"
+    r"slot|time)\b(?! i (?:have|already|got))",
+    r"\b(?:i'?ll|i will|i can|i'?m ready to|i am ready to) start (?:it |the application )?(?:right away|right now|now|today)\b",
     # naming the time sets the booking up ("Okay. Let's set it for next Thursday at 7 PM.")
     rf"\blet'?s (?:set|make|do|say|book|schedule) (?:it |that |one )?(?:for |on |at )?(?:next |this )?{_WHEN}",
 )
@@ -102,10 +106,10 @@ LINK_REQUEST = _rx(r"\b(?:can|could|may) i please (?:buy|purchase|apply for|subs
 PROPOSAL = _rx(
     r"\b(?:shall|should|can|may|could) i (?:go ahead and )?(?:send|book|schedule|sign|set|put|register|arrange|get|start|"
     r"email|text|reserve|process|pencil)\b",
-    r"\bwould you like (?:me )?to (?:send|book|schedule|sign|set|go ahead|apply|start|get|reserve|register|subscribe|"
+    r"\bwould you like (?:me )?to (?:send|book|schedule|sign|set|go ahead|apply|start|get|receive|reserve|register|subscribe|"
     r"proceed|take|try|come|do|pay)\b",
     r"\bi (?:recommend|suggest|propose) (?:that )?(?:you|we) (?:complete|fill|sign|apply|book|take|start|do|schedule|subscribe)\b",
-    r"\bdo you want (?:me )?to (?:send|book|schedule|sign|go ahead|apply|proceed|reserve|register|subscribe|start)\b",
+    r"\bdo you want (?:me )?to (?:send|book|schedule|sign|go ahead|apply|proceed|reserve|register|subscribe|start|receive)\b",
     r"\b(?:are you )?ready to (?:apply|sign|book|proceed|go ahead|subscribe|start|buy)\b",
     r"\b(?:shall|can|should) we (?:book|schedule|go ahead|proceed|set|start|get|reserve|pencil)\b",
     r"\bhow about (?:we )?(?:book|schedul|send|reserv|sign)", r"\bwhich (?:day|time|slot|date) (?:works|suits|is)\b",
@@ -204,6 +208,7 @@ SOFT_NO = _rx(
     r"\b(?:don'?t|do not) have [^.?!]{0,20}\b(?:spare|to spare)\b", r"\b(?:don'?t|do not) have enough\b",
     r"\bcan'?t (?:put|pay|spend) (?:[\d,]+|that|this|so much|it)\b",
     r"\bcosts? (?:me )?more than (?:what )?i (?:have|can|earn|make)\b", r"\bcosts? (?:a lot|too much)\b",
+    r"\b(?:don'?t|do not) want to (?:spend|pay) any more(?: money)?\b(?! than)",
 )
 # a doubt about the price ("I'm not sure if I can afford it") makes a later "I can't afford it" the second saying
 PRICE_DOUBT = _rx(r"\bnot sure (?:if|whether|that) i (?:can|could) (?:afford|pay|handle)\b", r"\bmake sure i can afford\b")
@@ -330,6 +335,10 @@ def proposes(agent_turn: str) -> bool:
 
 
 
+CANCELS = _rx(r"\bcancel\b", r"\bstop (?:the|this|here)\b", r"\bend (?:the|this|our) call\b", r"\bcall it a day\b")
+SAYS_YES = _rx(r"\bsay yes\b", r"^\W*(?:yes|yeah|ok|okay|sure)\W*$")
+
+
 def bare_yes(customer: str) -> bool:
     """The turn is only a yes or an acknowledgement ("Ok.", "Okay, sure.", "Yes, please."): a commitment only as the
     answer to a concrete proposal of the agent (docs/labelling.md), which ``read_cues`` sees as ``agree``."""
@@ -372,6 +381,9 @@ def read_cues(customer: str, agent_before: str = "") -> Cues:
         own = TEST_DRIVE_WISH.search(canon(cues.commit))
         if not any(WHEN.search(canon(t)) or HOME_OR_CONTACT.search(t) for t in ((customer,) if own else (customer, agent_before))):
             cues.commit = None
+    # "I will say yes." to "Can we cancel the application for now?" says yes to stopping
+    if cues.commit and CANCELS.search(agent_before or "") and SAYS_YES.search(canon(cues.commit)):
+        cues.commit = None
     if cues.proposal and parts:
         first = parts[0]
         # "Yes, please." to "Shall I send the link?" is a commitment; "Yes, but how much?" is not

@@ -105,6 +105,9 @@ def run(coro):
         ("Next Thursday at 7 PM.", "Which day and time suit you?", "commit"),
         ("Saturday morning, please.", "When would you like to come in?", "commit"),
         ("I will receive the application link now.", "Do you want to receive the application link now?", "commit"),
+        ("I'm okay with the 178 RMB starter plan, I'll start right away.", "When do you want to complete it?", "commit"),
+        ("Yes, I can do that now. What should I do next?", "Would you like to receive the application link now?", "agree"),
+        ("I understand, but I don't want to spend any more money.", "", "soft_no"),
     ],
 )
 def test_cues_found(said, agent, cue):
@@ -149,6 +152,8 @@ def test_cues_found(said, agent, cue):
         ("Next Thursday at 7 PM.", "The showroom is open every day."),  # a time nobody asked for
         ("Not on Saturday.", "Which day suits you?"),
         ("Saturday? I'm busy all weekend.", "Which day suits you?"),
+        ("I will say yes.", "So, Helen, can we cancel the application for now?"),  # yes to stopping
+        ("I'm fine with the plan I have.", ""),
         ("Okay, if I subscribe 10,000 RMB today, I'll get 10,000 RMB plus 3 %, which is almost nothing.",
          "Would you like to subscribe 10,000 RMB in the app today?"),
     ],
