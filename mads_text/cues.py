@@ -88,7 +88,7 @@ TIME_ONLY = _rx(rf"^\W*(?:(?:ok|okay|yes|yeah|sure|alright|then|um|well|let'?s s
                 rf"(?:{_DAYS}|tomorrow|tonight)\b[^.?!,;]{{0,25}}(?:,? please)?\W*$")
 # paying an amount: "I'm ready to pay 10,000 RMB" commits, "I want to pay 536 RMB a month" counter-offers, and so does
 # "I will pay 131,650 RMB. Can you give me a discount?" (read_cues drops it when the turn bargains)
-AMOUNT = _rx(rf"\b(?:i'?ll|i will|i'?m ready to|i am ready to|i'?m going to)(?: {_ADV})* pay [\d,]+")
+AMOUNT = _rx(rf"\b(?:i'?ll|i will|i'?m ready to|i am ready to|i'?m going to)(?: {_ADV})* pay (?:the )?[\d,]+")
 BARGAIN = _rx(r"\bdiscount\b", r"\bcheaper\b", r"\blower (?:the )?(?:price|premium)\b", r"\bbetter (?:price|deal|offer)\b")
 # "I'm fine keeping savings where they are": what one has, preferred to the offer
 FINE_KEEPING = r"\bi'?m (?:fine|happy|good|ok(?:ay)?) (?:keeping|leaving|with) (?:my |the |our )?(?:savings|money|deposits?|current \w+)\b"
