@@ -116,7 +116,7 @@ PROPOSAL = _rx(
     r"\bwhat time (?:works|suits|is good)\b", r"\b(?:may|can) i have your (?:number|email|contact)\b",
     r"\b(?:can|could|would|will) you (?:please )?(?:fill (?:in|out)|complete|do the|take the|sign|book|come (?:in|by)|"
     r"schedule|confirm|download|open the app|start the)\b",
-    r"\blet'?s (?:book|schedule|set (?:it|that|you) up|get you|start|reserve|pencil)\b",
+    r"\blet'?s (?:go ahead and )?(?:book|schedule|set (?:it|that|you) up|get you|start|reserve|pencil|apply|sign you up)\b",
     r"\bi (?:can|could|will|'?ll) (?:go ahead and )?(?:send|book|schedule|reserve|set up|arrange) (?:you|it|that|a|the)\b",
     rf"\bwould (?:{_DAYS}|tomorrow|this week|next week)\b[^.?!]{{0,30}}\bwork\b",
     r"\bwe (?:can|could|will|'?ll) (?:go ahead and )?(?:schedule|book|set up|send|arrange|reserve|start)\b",

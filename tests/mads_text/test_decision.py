@@ -109,6 +109,7 @@ def run(coro):
         ("Yes, I can do that now. What should I do next?", "Would you like to receive the application link now?", "agree"),
         ("I understand, but I don't want to spend any more money.", "", "soft_no"),
         ("Yes, Li Wei, I'm ready to pay the 178 RMB starter plan.", "You can start with the 178 RMB starter plan.", "commit"),
+        ("Okay, then.", "Then, let's go ahead and apply.", "agree"),
     ],
 )
 def test_cues_found(said, agent, cue):
