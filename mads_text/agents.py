@@ -27,7 +27,7 @@ from typing import Literal
 
 from . import prompts
 from .common.records import Turn
-from .cues import canon, read_cues
+from .cues import raises_concern, read_cues
 from .llm import GenParams, LLMBackend, Message
 from .personas import (
     Persona,
@@ -121,11 +121,6 @@ def stance_note(stance, history: list[Turn], name: str) -> str:
     return f"({'; '.join(notes)}.)\n" if notes else ""
 
 
-# a doubt in the customer's words, which the agent should answer before asking for anything
-DOUBT = re.compile(r"\b(?:not|no|never|nothing|can't|don't|doesn't|won't|isn't|wouldn't|worried|worry|afraid|unsure|"
-                   r"expensive|too (?:much|long|high|risky)|scam|risk\w*)\b", re.IGNORECASE)
-
-
 def agent_note(history: list[Turn], agent_name: str, user_name: str, step: str) -> str:
     """A private reminder just before the agent's line, in the prompt only. The 1.5B agent recites product facts
     turn after turn and rarely asks for anything, so persuadable customers run out of rounds undecided; told only to
@@ -135,8 +130,7 @@ def agent_note(history: list[Turn], agent_name: str, user_name: str, step: str) 
         return ""
     last = history[-1].text if history[-1].role == "user" else ""
     agent_before = next((t.text for t in reversed(history) if t.role == "agent"), "")
-    cues = read_cues(last, agent_before)
-    if "?" in last or cues.asks or cues.soft_no or DOUBT.search(canon(last)):
+    if raises_concern(last, agent_before):
         return f"({agent_name} answers that with the facts above, in a sentence or two, and does not ask for anything yet.)\n"
     return f'({agent_name} asks {user_name} for the next step, in words like: "{step}")\n'
 
@@ -284,6 +278,7 @@ class DialogAgent(_Participant):
     ):
         super().__init__(scenario, backend, mode, params or GenParams(temperature=0.7, max_tokens=90), seed)
         self.note = note
+        self._note_for: tuple[tuple[int, str] | None, str] = (None, "")
         self.prompt_k = prompt_k or scenario.agent.meta_instruction
         self.own_name = scenario.agent.name
         self.other_name = user_name
@@ -312,8 +307,12 @@ class DialogAgent(_Participant):
     def _note(self, history: list[Turn]) -> str:
         if not self.note:
             return ""
-        step = self.scenario.agent.next_step or self.scenario.acceptance_criteria
-        return agent_note(history, self.own_name, self.other_name, step)
+        # asked for by the prompt and again by the check of the reply: read the customer's turn once
+        key = (len(history), history[-1].text if history else "")
+        if self._note_for[0] != key:
+            step = self.scenario.agent.next_step or self.scenario.acceptance_criteria
+            self._note_for = (key, agent_note(history, self.own_name, self.other_name, step))
+        return self._note_for[1]
 
     def directions(self, history: list[Turn]) -> list[str | re.Pattern]:
         # how to lead the call (not the task or the facts, which are meant to be said; nor the next step, which is

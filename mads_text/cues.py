@@ -397,6 +397,19 @@ def read_cues(customer: str, agent_before: str = "") -> Cues:
     return cues
 
 
+# a doubt in the customer's words: a negation or a worry
+CONCERN = _rx(r"\b(?:not|no|never|nothing|can't|don't|doesn't|won't|isn't|wouldn't|worried|worry|afraid|unsure|"
+              r"expensive|too (?:much|long|high|risky)|scam|risk\w*)\b")
+
+
+def raises_concern(customer: str, agent_before: str = "") -> bool:
+    """The customer's turn holds a question or a doubt, which a salesperson answers before asking for anything."""
+    if "?" in customer:
+        return True
+    cues = read_cues(customer, agent_before)
+    return bool(cues.asks or cues.soft_no or CONCERN.search(canon(customer)))
+
+
 def _norm(s: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"[^\w\s']", " ", s.replace("’", "'").lower())).strip()
 

@@ -234,6 +234,16 @@ def test_the_agent_is_reminded_to_answer_then_ask_for_the_next_step():
     assert r.text == "It is 288 RMB a month." and r.slips_retried == 1
 
 
+def test_what_counts_as_a_concern_the_agent_answers_first():
+    from mads_text.cues import raises_concern
+
+    for said in ("How long is the waiting period?", "I'm worried about the premium.", "It's too expensive for me.",
+                 "I don't usually sign up for things on a cold call.", "That sounds risky."):
+        assert raises_concern(said), said
+    for said in ("Okay, that sounds useful.", "I see. My family would like that.", "Yes."):
+        assert not raises_concern(said, "It pays cash on diagnosis."), said
+
+
 def test_the_agent_answering_its_own_ask_is_resampled():
     be = ScriptedBackend(["Ok, I want to subscribe 10,000 RMB in the app today.", "It is 2.9 % to 3.3 % a year."])
     r = run(DialogAgent(SC, be, "transcript", user_name="Fang").next_turn([Turn(role="user", text="Hmm.")]))
