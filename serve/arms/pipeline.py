@@ -211,6 +211,10 @@ class PipelineArm(Arm):
         own, other = agent.own_name, agent.other_name
         other_last = next((t.text for t in reversed(history) if t.role != "agent"), None)
         said = [s for t in history if t.role == "agent" for s in sentences(t.text)]
+        # the checks a self-play reply passes: the customer's words in the agent's mouth, a narrator, the private
+        # reminder read out
+        checks = dict(impersonation=agent.impersonation(), instructions=agent.directions(history),
+                      other_said=[x for t in history if t.role != "agent" for x in sentences(t.text)])
         stop = stop_strings(agent.mode, own, other)
         params = agent.params.model_copy(update={"seed": derive_seed(agent.seed, "agent", len(history), attempt), "stop": stop})
         raw, used, stats, cut = "", 0, {}, False
@@ -219,7 +223,7 @@ class PipelineArm(Arm):
                 raw += piece.text
                 if piece.done:
                     stats = piece.stats
-                res = clean_reply(raw, own_name=own, other_name=other, other_last=other_last)
+                res = clean_reply(raw, own_name=own, other_name=other, other_last=other_last, **checks)
                 if res.retry and res.retry not in ("empty", "marker only"):
                     log.info("call %s: streamed reply dropped (%s): %r", ctx.call_id, res.retry, raw[:120])
                     break  # a role slip or an echo: what is unsaid stays unsaid

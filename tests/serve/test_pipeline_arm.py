@@ -132,6 +132,21 @@ def test_a_stream_with_nothing_speakable_is_drawn_again_then_handled_like_an_emp
     assert [f.text for f in frames if isinstance(f, TranscriptFrame) and f.role == "agent"][-1] == "Of course, it costs two hundred a month."
 
 
+def test_a_streamed_reply_passes_the_dialog_agents_checks(tts):
+    from mads_text.common.records import Turn
+
+    history = [Turn(role="user", text="Hi."), Turn(role="agent", text="It pays cash on diagnosis."),
+               Turn(role="user", text="I'm not sure I can afford it.")]
+    # the agent speaking as the customer, a narrator, the private reminder read out: each is drawn again
+    frames, _, arm = streamed(tts, [["Okay, I want to buy ", "the policy today."],
+                                    ["Li Wei says that ", "Fang agrees."],
+                                    ["Li Wei answers that with the facts above, ", "in a sentence or two."]], history)
+    agent = [f for f in frames if isinstance(f, TranscriptFrame) and f.role == "agent"]
+    assert len(arm.llm.prompts) == 3 and agent[-1].text == FALLBACK_LINE
+    frames, _, _ = streamed(tts, [["Li Wei says that ", "Fang agrees."], ["The starter plan ", "is 178 RMB a month."]], history)
+    assert [f.text for f in frames if isinstance(f, TranscriptFrame) and f.role == "agent"][-1] == "The starter plan is 178 RMB a month."
+
+
 def test_a_sentence_said_before_is_not_said_again(tts):
     frames, _, _ = streamed(tts, [["Hello, this is Li Wei from Anxin Insurance. ", "It costs two hundred a month."]])
     agent = [f.text for f in frames if isinstance(f, TranscriptFrame) and f.role == "agent"]
