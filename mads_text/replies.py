@@ -35,7 +35,8 @@ CUSTOMER_RX = re.compile(
     r"\bhow much (?:do|would|will|should) i (?:need to |have to )?pay\b|\bexactly what i(?:'m| am) looking for\b|"
     r"\bi(?:'m| am) not sure (?:if|whether) i (?:want|should|can afford)\b|"
     # the agent's own ask answered in its mouth ("Ok, I want to subscribe 10,000 RMB in the app today.")
-    r"\bi(?:'d| would)? (?:like|want) to (?:subscribe|buy|apply|purchase|sign up)\b", re.IGNORECASE)
+    r"\bi(?:'d| would)? (?:like|want) to (?:subscribe|buy|apply|purchase|sign up)\b|"
+    r"\b(?:i think )?(?:i'?ll|i will) (?:(?:subscribe|buy|purchase)(?! (?:you|it for you)\b)|take it(?! from\b))\b", re.IGNORECASE)
 ECHO_WORDS = 6  # a sentence this long said nearly word for word after the other speaker is theirs, not an answer
 
 

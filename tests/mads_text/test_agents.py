@@ -248,6 +248,9 @@ def test_the_agent_answering_its_own_ask_is_resampled():
     be = ScriptedBackend(["Ok, I want to subscribe 10,000 RMB in the app today.", "It is 2.9 % to 3.3 % a year."])
     r = run(DialogAgent(SC, be, "transcript", user_name="Fang").next_turn([Turn(role="user", text="Hmm.")]))
     assert r.text == "It is 2.9 % to 3.3 % a year." and r.slips_retried == 1
+    be = ScriptedBackend(["I think I'll subscribe 10,000 RMB in the app today.", "Shall I book you a branch appointment?"])
+    r = run(DialogAgent(SC, be, "transcript", user_name="Fang").next_turn([Turn(role="user", text="Hmm.")]))
+    assert r.text == "Shall I book you a branch appointment?" and r.slips_retried == 1
 
 
 def test_a_speaker_narrating_the_call_is_resampled():
