@@ -20,6 +20,8 @@ def _rx(*pats: str) -> re.Pattern:
 
 # words that may stand between "I'll" and the act: "I'll definitely take it", "I'm ready to go ahead and apply"
 _ADV = r"(?:definitely|certainly|gladly|happily|really|just|now|then|also|go ahead and|need to|have to)"
+# "I'm happy to go ahead", "I'll be glad to buy it", "I agree to pay 622 RMB a month" ("I'm willing to" is not there yet)
+_EAGER = r"i'?m (?:happy|glad|pleased) to|i'?ll be (?:happy|glad|pleased) to|i agree to"
 # "I'll take that into account" takes nothing
 _NOT_TAKE = r"(?! into\b| as\b| seriously| under\b| to heart)"
 # words that turn a refusal into a postponement: "I can't buy it right now", "I can't agree to it at this time"
@@ -30,12 +32,13 @@ _DAYS = "monday|tuesday|wednesday|thursday|friday|saturday|sunday"
 # a named day or clock time: what makes a booking specific ("next week" and "soon" do not)
 _WHEN = (rf"\b(?:{_DAYS}|tomorrow|tonight|today|this (?:morning|afternoon|"
          r"evening|weekend)|\d{1,2}(?::\d\d)? ?(?:am|pm|a\.m|p\.m|o'?clock)|(?:at|by) (?:\d{1,2}(?::\d\d)?|noon|one|two|three|"
-         r"four|five|six|seven|eight|nine|ten|eleven|twelve)\b)")
+         r"four|five|six|seven|eight|nine|ten|eleven|twelve)\b|in (?:an?|one|two|three|four|five|\d+) (?:hours?|minutes)\b)")
 WHEN = re.compile(_WHEN, re.IGNORECASE)
 # wanting to book is accepting only with a specific time (or a home test drive): "I want to schedule a test drive" is
 # a wish, "I'm ready to schedule it" after the agent's "Let's schedule a test drive" a yes
 BOOKING = re.compile(r"\b(?:book|schedule|reserve|come (?:in|by|over)|make an appointment|test[- ]drive)\b", re.IGNORECASE)
-WISH = re.compile(r"\b(?:want|would like|'d like|'d love|need|hope) (?:to\b|a test[- ]drive)|\bi think i'?ll\b", re.IGNORECASE)
+WISH = re.compile(r"\b(?:want|would like|'d like|'d love|need|hope|happy|glad|willing|pleased) (?:to\b|a test[- ]drive)|\bi think i'?ll\b",
+                  re.IGNORECASE)
 TEST_DRIVE_WISH = re.compile(r"\bto test[- ]drive\b|\b(?:want|like|love) a test[- ]drive\b", re.IGNORECASE)
 HOME_OR_CONTACT = re.compile(r"\bhome\b|\b(?:number|e-?mail|contact details) is\b|\breach me (?:at|on)\b", re.IGNORECASE)
 
@@ -47,7 +50,7 @@ _ACTS = (r"buy{need}|purchase{need}|make (?:the|a|my|this) (?:purchase|order)|sa
         r"accept (?:the|this|your) (?:offer|plan|policy|proposal)|get (?:it|this|that|one|the (?!money|refund|details|information|info|guarantee)\w+(?: \w+)?)(?! back)|go with (?:it|the \w+(?: \w+)?)|"
         r"start the (?:application|process|assessment|questionnaire)|do the (?:risk )?(?:assessment|questionnaire)|"
         r"fill (?:in|out) the (?:application|form|questionnaire)|complete the (?:risk )?(?:application|form|assessment|questionnaire)|"
-        r"schedule (?:it|one|a|the)|come (?:in|by|over)|come(?=\W*$)|test[- ]drive (?:it|one|the|this|that|your)|do it\b(?! later| myself| on my own| by myself)(?![^.?!]*\binstead\b)")
+        r"schedule (?:it|one|a|the)|get (?:to|on) it\b|come (?:in|by|over)|come(?=\W*$)|test[- ]drive (?:it|one|the|this|that|your)|do it\b(?! later| myself| on my own| by myself)(?![^.?!]*\binstead\b)")
 # the acts a commitment names; a refusal may name a need ("I don't want to buy a car")
 _ACT = _ACTS.format(need=_NEED, not_take=_NOT_TAKE)
 _ACT_ANY = _ACTS.format(need="", not_take=_NOT_TAKE)
@@ -56,10 +59,10 @@ COMMIT = _rx(
     rf"\b(?:i'?ll|i will)(?: {_ADV})* take (?:it|one|that|this|the (?!time\b)[\w-]+(?: [\w-]+)?)\b{_NOT_TAKE}",
     r"\blet'?s (?:do it|do that|do this|go ahead|go with|proceed|book|schedule|set (?:it|that|one) up|sign)\b",
     r"\bgo ahead (?:and|with) (?:send|book|sign|set|schedule|register|apply|enrol|subscribe|start|process|reserve)",
-    rf"\b(?:i'?ll|i will|i want to|i'?d like to|i would like to|i'?m ready to|i am ready to|i'?m going to|i'd love to|i can)"
+    rf"\b(?:i'?ll|i will|i want to|i'?d like to|i would like to|i'?m ready to|i am ready to|i'?m going to|i'd love to|i can|{_EAGER})"
     rf"(?: {_ADV})* (?:{_ACT})\b",
     # paying or investing is a commitment only from someone saying they will, not "I can pay 200 a month"
-    rf"\b(?:i'?ll|i will|i want to|i'?d like to|i would like to|i'?m ready to|i am ready to|i'?m going to)(?: {_ADV})* "
+    rf"\b(?:i'?ll|i will|i want to|i'?d like to|i would like to|i'?m ready to|i am ready to|i'?m going to|{_EAGER})(?: {_ADV})* "
     r"(?:invest (?:in (?:it|this|that|the \w+)|[\d,]+|the)|pay (?:the (?:premium|deposit|first|fee)|it\b|for it)|(?:pay|invest)(?=\W*$))",
     r"\b(?:send|text|email|message) (?:me |over )?(?:the |that |your |a )?(?:application |sign-?up |registration |payment |purchase )?link\b",
     # an order to book, at the head of a clause ("Book me for Saturday", "Okay, please reserve a slot"); "I need to
@@ -78,6 +81,10 @@ COMMIT = _rx(
     r"\bi'?m (?:okay|ok|fine|happy|good) with (?:the|that|this) (?:[\w,]+ ){0,4}(?:plan|policy|option|trim|offer|appointment|"
     r"slot|time)\b(?! i (?:have|already|got))",
     r"\b(?:i'?ll|i will|i can|i'?m ready to|i am ready to) start (?:it |the application )?(?:right away|right now|now|today)\b",
+    rf"\b(?:i'?ll|i will|i can|i'?m going to)(?: {_ADV})* (?:come|go|be) (?:to|at) (?:the|your) (?:showroom|branch|store|office|"
+    rf"dealership)\b[^.?!]{{0,40}}{_WHEN}",
+    r"\b(?:you can|i can have you|have you|i'?d like you to|please) come (?:to|over to) my (?:home|house|place)\b",
+    r"\b(?:do|have|take) (?:the |a )?test[- ]drive at (?:my )?(?:home|house|place)\b",
     # naming the time sets the booking up ("Okay. Let's set it for next Thursday at 7 PM.")
     rf"\blet'?s (?:set|make|do|say|book|schedule) (?:it |that |one )?(?:for |on |at )?(?:next |this )?{_WHEN}",
 )
@@ -88,7 +95,7 @@ TIME_ONLY = _rx(rf"^\W*(?:(?:ok|okay|yes|yeah|sure|alright|then|um|well|let'?s s
                 rf"(?:{_DAYS}|tomorrow|tonight)\b[^.?!,;]{{0,25}}(?:,? please)?\W*$")
 # paying an amount: "I'm ready to pay 10,000 RMB" commits, "I want to pay 536 RMB a month" counter-offers, and so does
 # "I will pay 131,650 RMB. Can you give me a discount?" (read_cues drops it when the turn bargains)
-AMOUNT = _rx(rf"\b(?:i'?ll|i will|i'?m ready to|i am ready to|i'?m going to)(?: {_ADV})* pay (?:the )?[\d,]+")
+AMOUNT = _rx(rf"\b(?:i'?ll|i will|i'?m ready to|i am ready to|i'?m going to|{_EAGER})(?: {_ADV})* pay (?:the )?[\d,]+")
 BARGAIN = _rx(r"\bdiscount\b", r"\bcheaper\b", r"\blower (?:the )?(?:price|premium)\b", r"\bbetter (?:price|deal|offer)\b")
 # "I'm fine keeping savings where they are": what one has, preferred to the offer
 FINE_KEEPING = r"\bi'?m (?:fine|happy|good|ok(?:ay)?) (?:keeping|leaving|with) (?:my |the |our )?(?:savings|money|deposits?|current \w+)\b"
@@ -123,7 +130,7 @@ PROPOSAL = _rx(
 )
 YES = re.compile(r"^\W*(?:(?:um+|uh+|oh|well|hmm+|ah)\W+)?(?:yes|yeah|yep|yup|sure|okay|ok|alright|all right|of course|"
                  r"absolutely|definitely|certainly|please do|go ahead|sounds good|that works|that'?s fine|fine|why not|"
-                 r"let'?s do it|perfect|great)\b", re.IGNORECASE)
+                 r"let'?s do it|perfect|great|(?:i have )?no objections?|i (?:don'?t|do not) have any objections?)\b", re.IGNORECASE)
 NO = re.compile(r"^\W*(?:no|nope|nah|not really|i (?:don'?t|do not) want\b|i'?d rather not)\b", re.IGNORECASE)
 DEFER = _rx(
     r"\bthink (?:about|it over|on|this over|that over)\b", r"\bsleep on it\b", r"\bmull it over\b",
@@ -153,8 +160,9 @@ REFUSE = _rx(
     r"\btake me off\b", r"\bleave me alone\b", r"\bwaste of (?:my )?time\b",
     r"\bi'?m not (?:buying|going to (?:buy|sign|do|take|apply|book)|signing|doing (?:it|this|that)|taking (?:it|this))\b",
     r"\bi (?:won'?t|will not) (?:buy|sign|do|take|apply|book|commit|be buying)\b",
+    r"\bi'?m not planning (?:on|to) (?:buy(?:ing)?|get(?:ting)?|purchas(?:e|ing)|chang(?:e|ing))\b[^.?!]{0,25}\bthis year\b",
     r"\b(?:i'?ve|i have) decided (?:not to|against)\b", r"\bi'?ll have to (?:decline|say no|pass)\b",
-    r"\bi (?:decline|refuse)\b", r"\bi (?:can'?t|cannot) do (?:it|this|that)(?=\W*$|,)", r"\b(?:need|have|want|going) to (?:decline|refuse|turn down|withdraw\b(?! (?:my|the|some|money|it|cash|funds|from)))",
+    r"\bi (?:decline|refuse)\b", r"\bi (?:really |just |simply )?(?:can'?t|cannot) do (?:it|this|that)(?=\W*$|,)", r"\b(?:need|have|want|going) to (?:decline|refuse|turn down|withdraw\b(?! (?:my|the|some|money|it|cash|funds|from)))",
     r"\b(?:decline|turn down|refuse) (?:the|your|this|that) (?:offer|proposal|product|plan)\b", r"\bno deal\b", r"\bnot going to happen\b", r"\bforget (?:it|about it)\b",
     r"\bi'?ll (?:look|shop) (?:elsewhere|somewhere else|around)\b",
     r"\b(?:find|get|buy) (?:a|an|one|another|something)\b[^.?!]{0,30}\b(?:elsewhere|somewhere else)\b",
@@ -202,7 +210,8 @@ SOFT_NO = _rx(
     r"\bcan'?t afford\b(?! to (?:go|be|live|stay) without)", r"\bcannot afford\b(?! to (?:go|be|live|stay) without)",
     r"\bnot sure (?:if|whether) [^.?!]{0,30}\bis affordable\b", r"\b(?:don'?t|do not) think i can afford\b", r"\btoo expensive\b", r"\btoo much (?:money|for me)\b",
     r"\bout of my (?:budget|price range|range)\b", r"\bmore than i can (?:afford|pay|spend|put)\b",
-    r"\bdon'?t have (?:the|that kind of|enough|any) money\b", r"\bno money to spare\b", r"\bnot in (?:my|the) budget\b",
+    r"\bdon'?t have (?:the|that kind of|enough|any) money\b",
+    r"\b(?:can'?t|cannot|(?:don'?t|do not) think i can) (?:invest|lock (?:away|up)) (?:the|that|this|my|so much|that much) money\b", r"\bno money to spare\b", r"\bnot in (?:my|the) budget\b",
     r"\bmoney is (?:tight|short)\b", r"\b(?:can'?t|(?:don'?t|do not) want to) take on (?:another|any more|more)\b", r"\bcan'?t (?:pay|spend) (?:that|this|so) much\b",
     r"\bcan'?t (?:put|pay|spend|afford) more than\b", r"\bnot affordable\b", r"\bunaffordable\b", r"\bmore than i (?:want|'?m willing|am willing) to (?:spend|pay|put)\b",
     r"\b(?:don'?t|do not) have [^.?!]{0,20}\b(?:spare|to spare)\b", r"\b(?:don'?t|do not) have enough\b",

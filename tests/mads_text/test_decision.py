@@ -416,3 +416,27 @@ def test_someone_elses_no_and_a_not_now_are_no_refusals():
     assert read_cues("If I can't afford it, I'm going to have to talk it over with my spouse first.").soft_no is None
     assert read_cues("I don't need a new car right now.").refuse is None
     assert read_cues("I don't need a new car.").refuse is not None
+
+
+def test_eagerness_a_named_time_and_the_customers_home_commit():
+    assert read_cues("I agree to pay 622 RMB a month. I'll be happy to buy the product.").commit
+    assert read_cues("I'm happy to go ahead with the purchase.").commit
+    assert not read_cues("But I'm willing to go ahead and try it.").commit  # willingness is not a yes
+    assert not read_cues("I'm happy to book a test drive.").commit  # no day or place: a wish
+    ask = "Would you like to book a test drive, at our showroom or at your home? Which day and time suit you?"
+    assert read_cues("I'll definitely come to the showroom at 5 pm on February 15.", ask).commit
+    assert not read_cues("I'll come to the showroom sometime.", ask).commit
+    assert read_cues("Well, it's okay. I can have you come to my home and do a test drive.", ask).commit
+    assert not read_cues("I don't want to do a test drive at home.", ask).commit
+    assert read_cues("I want to book it right now.", "I'll book a branch appointment for you. It's in two hours.").commit
+    assert read_cues("I understand. I'll get to it right away.", "Please complete the risk questionnaire now.").commit
+    assert read_cues("I don't have any objections.", "Shall I send you the application link now?").agree
+
+
+def test_ruling_it_out_and_a_money_objection_in_other_words():
+    assert read_cues("I really can't do this, I'm just not sure.").refuse
+    assert read_cues("It's true that my SUV works fine. But I'm not planning to buy a car this year.").refuse
+    assert not read_cues("I wasn't planning to buy a car this year.").refuse  # a doubt the agent can answer
+    spare = [T("agent", "It is 10,000 RMB at least."), T("user", "I don't have 10,000 spare to lock away.")]
+    again = spare + [T("agent", "It returns 2.9 % to 3.3 %."), T("user", "I still don't think I can invest the money at this time.")]
+    assert decide_call(again).outcome == "withdraw"
