@@ -31,9 +31,14 @@ from mads_text.labelers.encoder import MiniLMEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
-# batch seed -> the commit that added cues from its calls (its parent is the module the batch was read against)
-FRESH = {1313: "e277737", 1414: "c22e89b", 1919: "e1070c7", 2020: "146d63f", 2222: "1094a5f"}
+# batch seed -> the module the batch was read against (the parent of the commit that added cues from its calls)
+FRESH = {1313: "e277737^", 1414: "c22e89b^", 1919: "e1070c7^", 2020: "146d63f^", 2222: "1094a5f^", 2323: "763be83^"}
 LABELS = ("continue", "accept", "withdraw")
+FILES = ("sales_calls_*.jsonl", "decision_calls_*.jsonl")  # the control batch shares its personas' ids: not here
+
+
+def labelled_files() -> list[Path]:
+    return sorted(p for pattern in FILES for p in DATA.glob(pattern))
 THRESHOLDS = (0.5, 0.7, 0.9, 0.95)
 
 # run with the old module on the path: per-round rule verdicts of every call in the given files
@@ -59,7 +64,7 @@ json.dump(out, open(sys.argv[1], "w"))
 
 def labelled_rounds() -> list[dict]:
     rows = []
-    for path in sorted(DATA.glob("*.jsonl")):
+    for path in labelled_files():
         for line in path.read_text().splitlines():
             r = json.loads(line)
             gold = {lab["round"]: lab["decision"] for lab in r.get("labels", []) if "decision" in lab}
@@ -78,12 +83,12 @@ def labelled_rounds() -> list[dict]:
 
 
 def old_rules(commit: str, tmp: Path) -> dict[str, list[str]]:
-    src = tmp / commit
+    src = tmp / commit.strip("^")
     src.mkdir()
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", f"{commit}^", "mads_text"], check=True, capture_output=True).stdout
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "mads_text"], check=True, capture_output=True).stdout
     subprocess.run(["tar", "x", "-C", str(src)], input=archive, check=True)
-    out = tmp / f"{commit}.json"
-    files = [str(p) for p in sorted(DATA.glob("*.jsonl"))]
+    out = tmp / f"{commit.strip('^')}.json"
+    files = [str(p) for p in labelled_files()]
     subprocess.run([sys.executable, "-c", DUMP, str(out), *files], check=True, cwd=src,
                    env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"})  # cwd: not this checkout's mads_text
     return json.loads(out.read_text())

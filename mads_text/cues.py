@@ -68,7 +68,8 @@ COMMIT = _rx(
     # an order to book, at the head of a clause ("Book me for Saturday", "Okay, please reserve a slot"); "I need to
     # book a test drive within three months" states a need and is no commitment
     r"^\W*(?:(?:yes|yeah|ok|okay|sure|alright|great|then|so|please|just|go ahead and)\W+)*"
-    r"(?:book|schedule|reserve) (?:me|it|a (?:slot|time|test drive|drive|visit|appointment)|the (?:test drive|appointment|drive|visit))\b",
+    r"(?:(?:book|schedule|reserve) (?:me|it|a (?:slot|time|test drive|drive|visit|appointment)|the (?:test drive|appointment|drive|visit))|"
+    r"(?:do|start) the (?:risk )?(?:assessment|questionnaire|application))\b",
     r"\b(?:it'?s|that'?s) a deal\b", r"^\W*deal\b",
     r"\bi accept\b(?! that)", r"\b(?:i'?m|i am) ready to accept\b(?! (?:that|the fact|it if))", r"\bi agree to (?:subscribe|buy|purchase|apply|sign|book|register|it\b|this\b|the (?:offer|terms|plan|policy))",
     r"\bmy (?:phone )?(?:number|email|contact)(?: details)? is\b", r"\byou can (?:reach|call|contact|text) me (?:at|on)\b",
@@ -162,7 +163,7 @@ REFUSE = _rx(
     r"\bi (?:won'?t|will not) (?:buy|sign|do|take|apply|book|commit|be buying)\b",
     r"\bi'?m not planning (?:on|to) (?:buy(?:ing)?|get(?:ting)?|purchas(?:e|ing)|chang(?:e|ing))\b[^.?!]{0,25}\bthis year\b",
     r"\b(?:i'?ve|i have) decided (?:not to|against)\b", r"\bi'?ll have to (?:decline|say no|pass)\b",
-    r"\bi (?:decline|refuse)\b", r"\bi (?:really |just |simply )?(?:can'?t|cannot) do (?:it|this|that)(?=\W*$|,)", r"\b(?:need|have|want|going) to (?:decline|refuse|turn down|withdraw\b(?! (?:my|the|some|money|it|cash|funds|from)))",
+    r"\bi (?:decline|refuse)\b", r"\bi (?:really |just |simply )?(?:can'?t|cannot) do (?:it|this|that)(?=\W*$|,)", r"\b(?:need|have|want|going) to (?:decline|refuse|turn down|withdraw\b(?! (?:my|the|some|money|it|cash|funds|from)))(?![^.?!]*\b(?:if|unless)\b)",
     r"\b(?:decline|turn down|refuse) (?:the|your|this|that) (?:offer|proposal|product|plan)\b", r"\bno deal\b", r"\bnot going to happen\b", r"\bforget (?:it|about it)\b",
     r"\bi'?ll (?:look|shop) (?:elsewhere|somewhere else|around)\b",
     r"\b(?:find|get|buy) (?:a|an|one|another|something)\b[^.?!]{0,30}\b(?:elsewhere|somewhere else)\b",

@@ -440,3 +440,10 @@ def test_ruling_it_out_and_a_money_objection_in_other_words():
     spare = [T("agent", "It is 10,000 RMB at least."), T("user", "I don't have 10,000 spare to lock away.")]
     again = spare + [T("agent", "It returns 2.9 % to 3.3 %."), T("user", "I still don't think I can invest the money at this time.")]
     assert decide_call(again).outcome == "withdraw"
+
+
+def test_an_order_to_do_the_step_commits_and_a_conditional_withdrawal_does_not_refuse():
+    c = read_cues("Yes, please do the risk assessment. I'll have to withdraw if the price is too high.")
+    assert c.commit and not c.refuse
+    assert read_cues("I'm sorry, I have to withdraw.").refuse
+    assert not read_cues("Please do the risk assessment later.").commit
