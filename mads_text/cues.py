@@ -20,7 +20,7 @@ def _rx(*pats: str) -> re.Pattern:
 
 # words that may stand between "I'll" and the act: "I'll definitely take it", "I'm ready to go ahead and apply"
 _ADV = r"(?:definitely|certainly|gladly|happily|really|just|now|then|also|go ahead and|need to|have to)"
-# "I'm happy to go ahead", "I'll be glad to buy it", "I agree to pay 622 RMB a month" ("I'm willing to" is not there yet)
+# "I'm happy to go ahead", "I'll be glad to buy it", "I agree to pay 622 RMB a month"; "I'm willing to try it" is no yes
 _EAGER = r"i'?m (?:happy|glad|pleased) to|i'?ll be (?:happy|glad|pleased) to|i agree to"
 # "I'll take that into account" takes nothing
 _NOT_TAKE = r"(?! into\b| as\b| seriously| under\b| to heart)"
