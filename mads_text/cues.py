@@ -170,6 +170,7 @@ REFUSE = _rx(
     r"\b(?:stay|keep) away from (?:it|this|that)\b",
     r"\bi'?m (?:going to|gonna) stay away\b",
     r"\b(?:can'?t|cannot|won'?t|will not) accept (?:your|the|this|that) (?:offer|proposal|invitation)\b",
+    r"\bi (?:can'?t|cannot|won'?t|will not) accept(?: (?:it|this|that))?(?=\W*$|[,;])",
     r"\bi (?:don'?t|do not) think i (?:can|will|want to) (?:do|take|buy|go ahead with) (?:this|it|that)\b",
     # "I can't agree to it at this time" postpones
     r"\bi (?:can'?t|cannot) (?:book|buy|accept|agree to|commit to|sign up for|take|go ahead with) (?:it|this|that|a|the|your|anything)\b"
@@ -230,7 +231,7 @@ REQUEST = _rx(r"\b(?:need|want|would like|'d like) to (?:know|understand|see|hea
               r"\b(?:a )?cheaper\b", r"\b(?:lower|smaller|less expensive)\b")
 END = _rx(
     r"\b(?:good ?bye|bye|bye-bye)\b", r"\bhave a (?:good|nice|great|lovely) (?:day|one|evening|afternoon|night)\b",
-    r"\bhang(?:ing)? up\b", r"\bi (?:have|need|got) to go\b", r"\bgotta go\b", r"\btalk (?:to you )?(?:later|soon)\b",
+    r"\bhang(?:ing)? up\b", r"\bi (?:have|need|got) to go\b(?! ahead| on\b| through| over| with| for| and| to)", r"\bgotta go\b", r"\btalk (?:to you )?(?:later|soon)\b",
     r"\btake care\b(?! of)", r"\bend (?:the|this|our) (?:call|conversation)\b", r"\bi'?m (?:going to|gonna) hang up\b",
     r"\b(?:can'?t|won'?t) (?:talk|do this|take (?:it|this)|handle (?:it|this))\b[^.?!]{0,25}\bany ?more\b",
     r"^\W*i'?m done\b(?! with (?:my|the) )", r"\b(?:can'?t|won'?t) (?:continue|go on)(?: with)? (?:this|the|our) (?:call|conversation)\b",

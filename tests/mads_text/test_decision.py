@@ -447,3 +447,9 @@ def test_an_order_to_do_the_step_commits_and_a_conditional_withdrawal_does_not_r
     assert c.commit and not c.refuse
     assert read_cues("I'm sorry, I have to withdraw.").refuse
     assert not read_cues("Please do the risk assessment later.").commit
+
+
+def test_going_ahead_is_not_leaving_and_a_bare_i_cant_accept_refuses():
+    assert not read_cues("I need to go ahead.").end
+    assert read_cues("Sorry, I have to go.").end
+    assert read_cues("I can't accept. I'm already paying for my parents' chronic illness.").refuse
