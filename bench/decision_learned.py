@@ -35,10 +35,6 @@ DATA = ROOT / "tests" / "data"
 FRESH = {1313: "e277737^", 1414: "c22e89b^", 1919: "e1070c7^", 2020: "146d63f^", 2222: "1094a5f^", 2323: "763be83^"}
 LABELS = ("continue", "accept", "withdraw")
 FILES = ("sales_calls_*.jsonl", "decision_calls_*.jsonl")  # the control batch shares its personas' ids: not here
-
-
-def labelled_files() -> list[Path]:
-    return sorted(p for pattern in FILES for p in DATA.glob(pattern))
 THRESHOLDS = (0.5, 0.7, 0.9, 0.95)
 
 # run with the old module on the path: per-round rule verdicts of every call in the given files
@@ -60,6 +56,10 @@ async def main():
 asyncio.run(main())
 json.dump(out, open(sys.argv[1], "w"))
 """
+
+
+def labelled_files() -> list[Path]:
+    return sorted(p for pattern in FILES for p in DATA.glob(pattern))
 
 
 def labelled_rounds() -> list[dict]:
@@ -85,7 +85,11 @@ def labelled_rounds() -> list[dict]:
 def old_rules(commit: str, tmp: Path) -> dict[str, list[str]]:
     src = tmp / commit.strip("^")
     src.mkdir()
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "mads_text"], check=True, capture_output=True).stdout
+    got = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "mads_text"], capture_output=True)
+    if got.returncode:
+        sys.exit(f"cannot rebuild the module at {commit} from git (this needs a clone with its history): "
+                 f"{got.stderr.decode().strip()}")
+    archive = got.stdout
     subprocess.run(["tar", "x", "-C", str(src)], input=archive, check=True)
     out = tmp / f"{commit.strip('^')}.json"
     files = [str(p) for p in labelled_files()]
