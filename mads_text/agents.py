@@ -78,6 +78,7 @@ class Reply:
     calls: int = 0
     slips_cleaned: int = 0
     slips_retried: int = 0
+    slips_kept: int = 0  # every sample slipped (other role, a direction read out, out of stance): the first kept
     empty_retries: int = 0
     marker_only_retries: int = 0
     repeats_removed: int = 0
@@ -243,6 +244,8 @@ class _Participant:
         reply.repeats_removed = best_repeats
         if best.retry == "only repeats":  # every sample only repeated itself: kept as written, and counted
             reply.repeats_kept = len(sentences(best.text))
+        elif best.retry not in (None, "empty", "marker only", CUT_RETRY):
+            reply.slips_kept = 1
         reply.text, reply.marker = extract_marker(best.text)
         if self.role == "user" and best.retry == "empty":
             reply.text = ""  # only stage directions ("[Hui is ready to say yes.]"), never words anyone said aloud

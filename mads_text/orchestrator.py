@@ -104,7 +104,7 @@ async def run_dialogue(
             for participant in (agent, user):
                 r = await participant.next_turn(turns)
                 usage.add(r.prompt_tokens, r.completion_tokens)
-                for k in ("slips_cleaned", "slips_retried"):
+                for k in ("slips_cleaned", "slips_retried", "slips_kept"):
                     setattr(stats, f"role_{k}", getattr(stats, f"role_{k}") + getattr(r, k))
                 for k in ("empty_retries", "marker_only_retries", "repeats_removed", "repeat_retries", "repeats_kept",
                           "stance_retries"):
@@ -220,6 +220,7 @@ def write_stats(run_dir: Path) -> dict:
         "repeats_removed": sum(r.stats.repeats_removed for r in recs),
         "repeat_retries": sum(r.stats.repeat_retries for r in recs),
         "repeats_kept": sum(r.stats.repeats_kept for r in recs),
+        "role_slips_kept": sum(r.stats.role_slips_kept for r in recs),
         "stance_retries": sum(r.stats.stance_retries for r in recs),
         "decision_sources": dict(Counter(r.decision.source for r in recs if r.decision)),
         "decision_llm_calls": sum(r.stats.decision_llm_calls for r in recs),

@@ -54,6 +54,7 @@ class DialogueStats(BaseModel):
 
     role_slips_cleaned: int = 0
     role_slips_retried: int = 0
+    role_slips_kept: int = 0  # replies kept as written because every sample slipped
     empty_retries: int = 0
     marker_only_retries: int = 0  # customer replies that were a bare end marker, sampled again
     repeats_removed: int = 0  # agent sentences dropped because the agent had already said them

@@ -258,7 +258,12 @@ def test_a_speaker_narrating_the_call_is_resampled():
                           "Yes, I'll send you the link now."])
     r = run(DialogAgent(SC, be, "transcript", user_name="Fang").next_turn(
         [Turn(role="agent", text="Hello."), Turn(role="user", text="Send me the link.")]))
-    assert r.text == "Yes, I'll send you the link now." and r.slips_retried == 1
+    assert r.text == "Yes, I'll send you the link now." and r.slips_retried == 1 and r.slips_kept == 0
+    # every draw narrates: the first is kept as written, and counted
+    be = ScriptedBackend(["Shall I send the link? (Fang agrees to buy the policy) Fang agrees to buy the policy."] * 4)
+    r = run(DialogAgent(SC, be, "transcript", user_name="Fang").next_turn(
+        [Turn(role="agent", text="Hello."), Turn(role="user", text="Hmm.")]))
+    assert r.slips_kept == 1 and "Shall I send the link?" in r.text
     # the name as an address is no narration
     be = ScriptedBackend(["Fang, says who? The policy is issued the same day."])
     r = run(DialogAgent(SC, be, "transcript", user_name="Fang").next_turn([Turn(role="user", text="Really?")]))
