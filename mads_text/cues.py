@@ -82,6 +82,11 @@ COMMIT = _rx(
     r"\bi'?m (?:okay|ok|fine|happy|good) with (?:the|that|this) (?:[\w,]+ ){0,4}(?:plan|policy|option|trim|offer|appointment|"
     r"slot|time)\b(?! i (?:have|already|got))",
     r"\b(?:i'?ll|i will|i can|i'?m ready to|i am ready to) start (?:it |the application )?(?:right away|right now|now|today)\b",
+    # a second act joined to a first ("I'll get the money and subscribe to the product"), not after thinking it over
+    rf"\b(?:i'?ll|i will)(?: {_ADV})* (?!think|talk|discuss|consider|ask|check|see|look|wait|sleep)\w+ (?:[\w,']+ ){{0,4}}and (?:then )?"
+    rf"(?:{_ACT})\b(?![^.?!]*\b(?:if|unless)\b)",
+    # trying it at a named time is booking it ("Okay, I'll try it at 3 PM tomorrow."); "I'll try." alone is not
+    rf"\b(?:i'?ll|i will|i can)(?: {_ADV})* (?:try|do) (?:it|that|this)\b[^.?!]{{0,20}}{_WHEN}",
     rf"\b(?:i'?ll|i will|i can|i'?m going to)(?: {_ADV})* (?:come|go|be) (?:to|at) (?:the|your) (?:showroom|branch|store|office|"
     rf"dealership)\b[^.?!]{{0,40}}{_WHEN}",
     r"\b(?:you can|i can have you|have you|i'?d like you to|please) come (?:to|over to) my (?:home|house|place)\b",

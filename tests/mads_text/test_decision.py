@@ -453,3 +453,11 @@ def test_going_ahead_is_not_leaving_and_a_bare_i_cant_accept_refuses():
     assert not read_cues("I need to go ahead.").end
     assert read_cues("Sorry, I have to go.").end
     assert read_cues("I can't accept. I'm already paying for my parents' chronic illness.").refuse
+
+
+def test_a_second_joined_act_and_trying_it_at_a_named_time_commit():
+    assert read_cues("I know, I'll get the money and subscribe to the product.").commit
+    assert not read_cues("I'll think about it and subscribe later.").commit
+    assert not read_cues("I'll talk to my wife and buy it if she agrees.").commit
+    assert read_cues("Okay, I'll try it at 3 PM tomorrow.", "What time suits you?").commit
+    assert not read_cues("Okay, I'll try.", "Would you like to subscribe today?").commit
