@@ -36,7 +36,10 @@ CUSTOMER_RX = re.compile(
     r"\bi(?:'m| am) not sure (?:if|whether) i (?:want|should|can afford)\b|"
     # the agent's own ask answered in its mouth ("Ok, I want to subscribe 10,000 RMB in the app today.")
     r"\bi(?:'d| would)? (?:like|want) to (?:subscribe|buy|apply|purchase|sign up)\b|"
-    r"\b(?:i think )?(?:i'?ll|i will) (?:(?:subscribe|buy|purchase)(?! (?:you|it for you)\b)|take it(?! from\b))\b", re.IGNORECASE)
+    r"\b(?:i think )?(?:i'?ll|i will) (?:(?:subscribe|buy|purchase)(?! (?:you|it for you)\b)|take it(?! from\b))\b|"
+    # "I think I should subscribe now.", "I'm happy to subscribe 10,000 RMB in the app today.", "I'm looking to buy a product"
+    r"\bi think i should (?:subscribe|buy|purchase|sign up|apply|invest)\b|"
+    r"\bi(?:'m| am) (?:happy|ready|glad|going|looking) to (?:subscribe|buy|purchase|sign up|invest)\b", re.IGNORECASE)
 ECHO_WORDS = 6  # a sentence this long said nearly word for word after the other speaker is theirs, not an answer
 
 

@@ -67,6 +67,11 @@ def test_clean_reply_catches_the_other_role_in_any_sentence():
     slip = "I've heard about this product, and it's exactly what I'm looking for. How much do I need to pay?"
     assert clean_reply(slip, impersonation=[CUSTOMER_RX], **agent).retry.startswith("spoke in the other role")
     assert clean_reply("How much would you like to pay each month?", impersonation=[CUSTOMER_RX], **agent).retry is None
+    for slip in ("You've been very helpful so far. I think I should subscribe now.",
+                 "I'm happy to subscribe 10,000 RMB in the app today.",
+                 "I'm looking to buy a product that invests in high-grade bonds and deposits."):
+        assert "other role" in clean_reply(slip, impersonation=[CUSTOMER_RX], **agent).retry, slip
+    assert clean_reply("I'm happy to help you subscribe in the app today.", impersonation=[CUSTOMER_RX], **agent).retry is None
 
 
 def test_the_customer_does_not_introduce_themselves_from_the_company():
