@@ -119,10 +119,10 @@ LINK_REQUEST = _rx(r"\b(?:can|could|may) i please (?:buy|purchase|apply for|subs
 PROPOSAL = _rx(
     r"\b(?:shall|should|can|may|could) i (?:go ahead and )?(?:send|book|schedule|sign|set|put|register|arrange|get|start|"
     r"email|text|reserve|process|pencil)\b",
-    r"\bwould you like (?:me )?to (?:send|book|schedule|sign|set|go ahead|apply|start|get|receive|reserve|register|subscribe|"
-    r"proceed|take|try|come|do|pay)\b",
+    # "Would you like to ..." and "Do you want to ..." ask the same
+    r"\b(?:would you like|do you want) (?:me )?to (?:send|book|schedule|sign|set|go ahead|apply|start|get|receive|reserve|register|"
+    r"subscribe|proceed|take|try|come|do|pay)\b",
     r"\bi (?:recommend|suggest|propose) (?:that )?(?:you|we) (?:complete|fill|sign|apply|book|take|start|do|schedule|subscribe)\b",
-    r"\bdo you want (?:me )?to (?:send|book|schedule|sign|go ahead|apply|proceed|reserve|register|subscribe|start|receive)\b",
     r"\b(?:are you )?ready to (?:apply|sign|book|proceed|go ahead|subscribe|start|buy)\b",
     r"\b(?:shall|can|should) we (?:book|schedule|go ahead|proceed|set|start|get|reserve|pencil)\b",
     r"\bhow about (?:we )?(?:book|schedul|send|reserv|sign)", r"\bwhich (?:day|time|slot|date) (?:works|suits|is)\b",

@@ -461,3 +461,9 @@ def test_a_second_joined_act_and_trying_it_at_a_named_time_commit():
     assert not read_cues("I'll talk to my wife and buy it if she agrees.").commit
     assert read_cues("Okay, I'll try it at 3 PM tomorrow.", "What time suits you?").commit
     assert not read_cues("Okay, I'll try.", "Would you like to subscribe today?").commit
+
+
+def test_do_you_want_to_take_proposes_like_would_you_like_to():
+    c = read_cues("Yes, please. It's only 178 a month, so I can afford it.", "So, do you want to take the starter plan?")
+    assert c.proposal and c.agree
+    assert not read_cues("Yes, please.", "Do you want to know more about the cover?").agree
