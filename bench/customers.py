@@ -1,16 +1,19 @@
 """What the simulated customers did: outcomes per run, and acceptance by whether the offer fits the budget.
 
-    python bench/customers.py RUN [RUN ...]
+    python bench/customers.py RUN [RUN ...] [--outcomes OUT.jsonl ...]
 
 For each run (a `mads simulate` folder): calls, acceptance with its Wilson interval, withdrawals, undecided calls,
 mean rounds, the decision's sources, and the share of dialogue wall time spent deciding. Over all runs together:
 acceptance of customers whose budget is under the price against those whose budget covers it (the stance's
 ``budget_fits``), each with its Wilson interval and Fisher's exact test, and acceptance by leaning.
+``--outcomes``: read each call's outcome from `mads outcome` files (or any JSONL with ``id`` and ``outcome``, such as a
+reader's labels) instead of the recorded one, for runs generated with ``--decision off``.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -25,10 +28,24 @@ def rate(k: int, n: int) -> str:
     return f"{k}/{n} = {100 * k / n:.0f} % [{100 * ci[0]:.0f}, {100 * ci[1]:.0f}]" if ci else "0/0"
 
 
-def main(runs: list[str]) -> None:
+def main(runs: list[str], outcomes: list[str] | None = None) -> None:
+    given = {}
+    for f in outcomes or []:
+        for n, line in enumerate(Path(f).read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                row = json.loads(line)
+                if row.get("outcome") not in ("accept", "withdraw", "undecided"):
+                    raise SystemExit(f"{f}:{n}: outcome must be accept, withdraw or undecided, not {row.get('outcome')!r}")
+                given[row["id"]] = row
     every = []
     for run in runs:
         recs = read_dialogues(Path(run))
+        if outcomes:
+            missing = [r.id for r in recs if r.id not in given]
+            if missing:
+                raise SystemExit(f"{run}: no outcome given for {len(missing)} calls, e.g. {missing[0]}")
+            recs = [r.model_copy(update={"outcome": given[r.id]["outcome"], "rounds": given[r.id].get("round") or r.rounds})
+                    for r in recs]
         every += recs
         out = Counter(r.outcome for r in recs)
         wall = sum(r.stats.wall_s for r in recs)
@@ -57,6 +74,8 @@ def main(runs: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
-        sys.exit(__doc__)
-    main(sys.argv[1:])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="+", metavar="RUN")
+    ap.add_argument("--outcomes", action="append", metavar="OUT.jsonl")
+    args = ap.parse_args()
+    main(args.runs, args.outcomes)
