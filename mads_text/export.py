@@ -44,6 +44,8 @@ class ExportConfig(BaseModel):
     judge_quantile: float | None = Field(None, ge=0, le=1, description="Keep dialogues at or above this quantile of the judge mean")
     require_task_success: bool = False
     max_recorded_slips: int | None = Field(None, description="Also drop dialogues whose self-play guard counted more slips")
+    keep_unrepaired_slips: bool = Field(False, description="Keep dialogues holding a reply the guard could not repair "
+                                        "(stats.role_slips_kept: every sample slipped and one was kept as written)")
     test_fraction: float = Field(0.1, ge=0, lt=1)
     seed: int = 0
     opt_best: bool = Field(False, description="From an optimize folder, take only the best iteration's run")
@@ -230,6 +232,8 @@ def export(inputs: list[str | Path], out_dir: str | Path, cfg: ExportConfig | No
             reason = f"outcome {r.outcome}"
         elif len(r.agent_turns()) < cfg.min_agent_turns:
             reason = "too few agent turns"
+        elif r.stats.role_slips_kept and not cfg.keep_unrepaired_slips:
+            reason = "role slip kept as written"
         elif cfg.max_recorded_slips is not None and (
             r.stats.role_slips_cleaned + r.stats.role_slips_retried > cfg.max_recorded_slips
         ):

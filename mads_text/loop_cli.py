@@ -198,6 +198,7 @@ def export_cmd(
     judge_quantile: Optional[float] = typer.Option(None, min=0, max=1, help="Keep dialogues at or above this quantile of the judge mean (e.g. 0.5: the better half)."),
     require_task_success: bool = typer.Option(False, help="Keep only dialogues the judge marked as task success."),
     max_recorded_slips: Optional[int] = typer.Option(None, help="Also drop dialogues whose self-play guard repaired more role slips than this."),
+    keep_unrepaired_slips: bool = typer.Option(False, help="Keep dialogues with a reply the self-play guard kept as written after every sample slipped (dropped by default)."),
     test_fraction: float = typer.Option(0.1, min=0, max=0.9, help="Share of personas held out as the test split."),
     opt_best: bool = typer.Option(False, help="From an optimize folder, export only the best iteration."),
     seed: int = typer.Option(0, help="Seed of the persona-level train/test split."),
@@ -213,8 +214,8 @@ def export_cmd(
         fail(f"--outcome: unknown outcome(s) {bad}; use accept, withdraw, max_rounds or any")
     cfg = ExportConfig(
         outcomes=outcomes, min_agent_turns=min_agent_turns, min_judge_mean=min_judge_mean, judge_quantile=judge_quantile,
-        require_task_success=require_task_success, max_recorded_slips=max_recorded_slips, test_fraction=test_fraction,
-        seed=seed, opt_best=opt_best,
+        require_task_success=require_task_success, max_recorded_slips=max_recorded_slips,
+        keep_unrepaired_slips=keep_unrepaired_slips, test_fraction=test_fraction, seed=seed, opt_best=opt_best,
     )
     try:
         info = export([str(r) for r in runs], out, cfg)

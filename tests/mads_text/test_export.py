@@ -106,6 +106,16 @@ def test_filters_split_and_provenance(tmp_path):
     assert info["kept"] == 11
 
 
+def test_a_slip_kept_as_written_is_dropped_unless_asked(tmp_path):
+    from mads_text.common.records import DialogueStats
+
+    recs = [rec(i, varied(i)) for i in range(3)] + [rec(3, varied(3), stats=DialogueStats(role_slips_kept=1))]
+    run = write_run(tmp_path / "run", recs)
+    info = export([run], tmp_path / "ds", ExportConfig(test_fraction=0.0))
+    assert info["kept"] == 3 and info["dropped"] == {"role slip kept as written": 1}
+    assert export([run], tmp_path / "ds2", ExportConfig(test_fraction=0.0, keep_unrepaired_slips=True))["kept"] == 4
+
+
 def test_optimize_folder_expansion(tmp_path):
     opt = tmp_path / "opt"
     write_run(opt / "iter_0" / "run", [rec(i, varied(i)) for i in range(3)])
