@@ -38,6 +38,7 @@ from .personas import (
     user_transcript_header,
 )
 from .replies import (
+    ASSISTANT_RX,
     CUSTOMER_RX,
     FACTS_FRAME,
     SALES_LINES,
@@ -305,7 +306,7 @@ class DialogAgent(_Participant):
         return [s for t in history if t.role == "agent" for s in sentences(t.text)]
 
     def impersonation(self) -> list[str | re.Pattern]:
-        return [CUSTOMER_RX, narration(self.own_name, self.other_name)]
+        return [CUSTOMER_RX, ASSISTANT_RX, narration(self.own_name, self.other_name)]
 
     def _note(self, history: list[Turn]) -> str:
         if not self.note:
@@ -351,7 +352,7 @@ class UserAgent(_Participant):
     def impersonation(self) -> list[str | re.Pattern]:
         a = self.scenario.agent
         return [narration(self.own_name, self.other_name), f"I'm {a.name}", f"I am {a.name}", f"this is {a.name}", f"calling from {a.company}", f"here at {a.company}",
-                *SALES_LINES, SALES_RX,
+                *SALES_LINES, SALES_RX, ASSISTANT_RX,
                 re.compile(rf"\b(?:this is|my name is|i'?m|i am) \w+(?: \w+)?,? (?:from|with) (?:the )?{re.escape(a.company)}", re.I)]
 
     def _said_before(self, history: list[Turn]) -> list[str]:

@@ -40,6 +40,10 @@ CUSTOMER_RX = re.compile(
     # "I think I should subscribe now.", "I'm happy to subscribe 10,000 RMB in the app today.", "I'm looking to buy a product"
     r"\bi think i should (?:subscribe|buy|purchase|sign up|apply|invest)\b|"
     r"\bi(?:'m| am) (?:happy|ready|glad|going|looking) to (?:subscribe|buy|purchase|sign up|invest)\b", re.IGNORECASE)
+# the chat model's own voice, which neither a salesperson nor a customer on a call has ("I'm sorry, but I can't assist
+# with that."); checked for both speakers like the other role's phrases
+ASSISTANT_RX = re.compile(r"\bi (?:can'?t|cannot) assist with (?:that|this|your request)\b|\bas an ai\b|\bi'?m an ai\b|"
+                          r"\bas a language model\b", re.IGNORECASE)
 ECHO_WORDS = 6  # a sentence this long said nearly word for word after the other speaker is theirs, not an answer
 
 

@@ -74,6 +74,18 @@ def test_clean_reply_catches_the_other_role_in_any_sentence():
     assert clean_reply("I'm happy to help you subscribe in the app today.", impersonation=[CUSTOMER_RX], **agent).retry is None
 
 
+
+def test_neither_speaker_talks_like_a_chat_assistant():
+    sc = load_scenario("insurance")
+    user = UserAgent(sample_persona(sc, "busi", 0, seed=7), sc, ScriptedBackend([]), "transcript")
+    agent = DialogAgent(sc, ScriptedBackend([]))
+    for who in (user, agent):
+        kw = dict(own_name=who.own_name, other_name=who.other_name, other_last="Can you lend me money?")
+        r = clean_reply("I'm sorry, but I can't assist with that. I'm here to help you.", impersonation=who.impersonation(), **kw)
+        assert r.retry and "other role" in r.retry
+        assert clean_reply("I can't help you with a loan, sorry.", impersonation=who.impersonation(), **kw).retry is None
+
+
 def test_the_customer_does_not_introduce_themselves_from_the_company():
     sc = load_scenario("finance")
     user = UserAgent(sample_persona(sc, "sign", 0, seed=7), sc, ScriptedBackend([]), "transcript")
