@@ -99,6 +99,10 @@ COMMIT = _rx(
 ASKS_TIME = _rx(r"\b(?:what|which) (?:day|date|time)s?\b[^.?!]*\?", r"\bdate and time\b[^.?!]*\?", r"\bwhen (?:would|can|could|are|is|will)\b[^.?!]*\?")
 TIME_ONLY = _rx(rf"^\W*(?:(?:ok|okay|yes|yeah|sure|alright|then|um|well|let'?s say|say|maybe)\W+)*(?:on |at )?(?:next |this )?"
                 rf"(?:{_DAYS}|tomorrow|tonight)\b[^.?!,;]{{0,25}}(?:,? please)?\W*$")
+# a day or time put as a question, in answer to the agent's question for one ("Which day and time suit you?" - "I want
+# to go at the weekend, can we go on Sunday?")
+TIME_ASKED = _rx(rf"(?:^|,\s*)\W*(?:(?:ok|okay|yes|yeah|so|then)\W+)*(?:can|could|shall) (?:we|i|you) (?:go|come|do it|do the test[- ]drive|"
+                 rf"book (?:it|one|the test[- ]drive)|make it|meet)\b[^.?!]{{0,20}}{_WHEN}[^.?!]{{0,15}}\?")
 # paying an amount: "I'm ready to pay 10,000 RMB" commits, "I want to pay 536 RMB a month" counter-offers, and so does
 # "I will pay 131,650 RMB. Can you give me a discount?" (read_cues drops it when the turn bargains)
 AMOUNT = _rx(rf"\b(?:i'?ll|i will|i'?m ready to|i am ready to|i'?m going to|{_EAGER})(?: {_ADV})* pay (?:the )?[\d,]+")
@@ -159,7 +163,8 @@ REFUSE = _rx(
     r"\bpass on (?:it|this|that)\b",
     # "I don't need a new car right now" is not now, not no
     r"\b(?:i|we) (?:still |really |just )?(?:don'?t|do not) (?:want|need) (?:it|this|that(?! money| much| kind| long)|any|one|another(?: \w+)?|insurance|a car|"
-    rf"a new (?:one|car|policy|product|plan)|the \w+|this \w+|your \w+)\b(?![^.?!]*\b{_LATER}\b)",
+    rf"a new (?:one|car|policy|product|plan)|an? (?:test[- ]drive|policy|plan|product|appointment|link)|the \w+|this \w+|"
+    rf"your \w+)\b(?![^.?!]*\b{_LATER}\b)",
     # looking for something cheaper is leaving this offer ("I need to find a cheaper option"); asking for one is not
     r"\bi (?:need|have|'?m going|am going|will have|'?ll have) to (?:find|look for|go for|get) (?:a |an |something )?(?:cheaper|less expensive)\b",
     r"\b(?:stop|quit) calling\b", r"\b(?:don'?t|do not|never) call (?:me|here|again)\b", r"\bremove (?:me|my number)\b",
@@ -167,8 +172,11 @@ REFUSE = _rx(
     r"\bi'?m not (?:buying|going to (?:buy|sign|do|take|apply|book)|signing|doing (?:it|this|that)|taking (?:it|this))\b",
     r"\bi (?:won'?t|will not) (?:buy|sign|do|take|apply|book|commit|be buying)\b",
     r"\bi'?m not planning (?:on|to) (?:buy(?:ing)?|get(?:ting)?|purchas(?:e|ing)|chang(?:e|ing))\b[^.?!]{0,25}\bthis year\b",
-    r"\b(?:i'?ve|i have) decided (?:not to|against)\b", r"\bi'?ll have to (?:decline|say no|pass)\b",
-    r"\bi (?:decline|refuse)\b", r"\bi (?:really |just |simply )?(?:can'?t|cannot) do (?:it|this|that)(?=\W*$|,)", r"\b(?:need|have|want|going) to (?:decline|refuse|turn down|withdraw\b(?! (?:my|the|some|money|it|cash|funds|from)))(?![^.?!]*\b(?:if|unless)\b)",
+    r"\bi(?:'?ve| have)? decided (?:not to|against)\b", r"\bi'?ll have to (?:decline|say no|pass)\b",
+    r"\bi (?:decline|refuse)\b",
+    # "I'm sorry, but I can't make it." to the test drive; "I can't make it at 3, how about 4?" moves the time
+    r"\bi (?:can'?t|cannot|won'?t be able to) make it\b(?![^.?!]*\b(?:at|on|by|then|tomorrow|today|tonight|this|next|that day|"
+    r"before|until|time|how about|what about)\b)(?!\W*(?:how|what) about\b)", r"\bi (?:really |just |simply )?(?:can'?t|cannot) do (?:it|this|that)(?=\W*$|,)", r"\b(?:need|have|want|going) to (?:decline|refuse|turn down|withdraw\b(?! (?:my|the|some|money|it|cash|funds|from)))(?![^.?!]*\b(?:if|unless)\b)",
     r"\b(?:decline|turn down|refuse) (?:the|your|this|that) (?:offer|proposal|product|plan)\b", r"\bno deal\b", r"\bnot going to happen\b", r"\bforget (?:it|about it)\b",
     r"\bi'?ll (?:look|shop) (?:elsewhere|somewhere else|around)\b",
     r"\b(?:find|get|buy) (?:a|an|one|another|something)\b[^.?!]{0,30}\b(?:elsewhere|somewhere else)\b",
@@ -227,7 +235,7 @@ SOFT_NO = _rx(
     r"\b(?:don'?t|do not) want to (?:spend|pay) any more(?: money)?\b(?! than)",
 )
 # a doubt about the price ("I'm not sure if I can afford it") makes a later "I can't afford it" the second saying
-PRICE_DOUBT = _rx(r"\bnot sure (?:if|whether|that) i (?:can|could) (?:afford|pay|handle)\b", r"\bmake sure i can afford\b")
+PRICE_DOUBT = _rx(r"\bnot sure (?:(?:if|whether|that) )?i (?:can|could) (?:afford|pay|handle)\b", r"\bmake sure i can afford\b")
 # a request for information keeps a repeated price objection a negotiation ("I need to know what cover I can get")
 REQUEST = _rx(r"\b(?:need|want|would like|'d like) to (?:know|understand|see|hear)\b", r"\btell me\b", r"\bexplain\b",
               r"\bwondering (?:whether|if|about)\b",
@@ -367,7 +375,7 @@ def read_cues(customer: str, agent_before: str = "") -> Cues:
     cues = Cues(proposal=proposes(agent_before))
     cues.commit = _find(COMMIT, parts, guard=True) or _find(LINK_REQUEST, parts, guard=False)
     if not cues.commit and ASKS_TIME.search(agent_before or ""):
-        cues.commit = _find(TIME_ONLY, parts, guard=True)
+        cues.commit = _find(TIME_ONLY, parts, guard=True) or _find(TIME_ASKED, parts, guard=False)
     if not cues.commit and not BARGAIN.search(canon(customer)):
         cues.commit = _find(AMOUNT, parts, guard=True)
     cues.defer = _find(DEFER, parts, guard=False)

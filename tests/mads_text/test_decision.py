@@ -467,3 +467,17 @@ def test_do_you_want_to_take_proposes_like_would_you_like_to():
     c = read_cues("Yes, please. It's only 178 a month, so I can afford it.", "So, do you want to take the starter plan?")
     assert c.proposal and c.agree
     assert not read_cues("Yes, please.", "Do you want to know more about the cover?").agree
+
+
+def test_seed_2525_automotive_phrasings():
+    ask = "Would you like to book a test drive at our showroom or at your home? Which day and time suit you?"
+    assert read_cues("I want to go at the weekend, can we go on Sunday?", ask).commit
+    assert not read_cues("Can I think about it until Sunday?", ask).commit
+    assert not read_cues("Can we go on Sunday?", "It has a 10,000 RMB trade-in bonus.").commit  # no time was asked for
+    assert read_cues("I'm sorry, but I can't make it.", "I'd be happy to arrange a home test drive.").refuse
+    assert not read_cues("I can't make it at 3, how about 4?", ask).refuse
+    assert read_cues("No, I don't need a test drive.").refuse
+    assert read_cues("I was worried about the cost. So I decided not to.").refuse
+    doubt = [T("agent", "It starts at 189,900 RMB."), T("user", "I'm not sure I can afford to spend that on this car.")]
+    again = doubt + [T("agent", "You can pay 30 % down and 0 % interest."), T("user", "I can't afford to spend more than 92,871 RMB.")]
+    assert decide_call(again).outcome == "withdraw"
