@@ -141,7 +141,8 @@ PROPOSAL = _rx(
 YES = re.compile(r"^\W*(?:(?:um+|uh+|oh|well|hmm+|ah)\W+)?(?:yes|yeah|yep|yup|sure|okay|ok|alright|all right|of course|"
                  r"absolutely|definitely|certainly|please do|go ahead|sounds good|that works|that'?s fine|fine|why not|"
                  r"let'?s do it|perfect|great|(?:i have )?no objections?|i (?:don'?t|do not) have any objections?)\b", re.IGNORECASE)
-NO = re.compile(r"^\W*(?:no|nope|nah|not really|i (?:don'?t|do not) want\b|i'?d rather not)\b", re.IGNORECASE)
+NO = re.compile(r"^\W*(?:no(?!\W+(?:problem|worries)\b)|nope|nah|not really|i (?:don'?t|do not) want\b|i'?d rather not)\b",
+                re.IGNORECASE)
 DEFER = _rx(
     r"\bthink (?:about|it over|on|this over|that over)\b", r"\bsleep on it\b", r"\bmull it over\b",
     r"\bgive it (?:some )?(?:thought|a thought)\b",
@@ -249,7 +250,7 @@ END = _rx(
     r"\b(?:can'?t|won'?t) (?:talk|do this|take (?:it|this)|handle (?:it|this))\b[^.?!]{0,25}\bany ?more\b",
     r"^\W*i'?m done\b(?! with (?:my|the) )", r"\b(?:can'?t|won'?t) (?:continue|go on)(?: with)? (?:this|the|our) (?:call|conversation)\b",
     r"\bi'?m (?:really |so |getting )?(?:tired|sick) of (?:this|it|all this|you|the call|these calls)\b", r"\bi'?m done with (?:the|this|our) (?:call|conversation|talk)\b",
-    r"\b(?:can'?t|don'?t have time to) (?:talk|speak)(?: to you| with you)?(?: right)? (?:now|at (?:this|the) (?:time|moment))\b", r"\bi (?:want|need|have) to (?:leave|go now)\b",
+    r"\b(?:can'?t|don'?t have time to) (?:talk|speak)(?: to you| with you)?(?: right)? (?:now|at (?:this|the) (?:time|moment))\b", r"\bi (?:want|need|have) to (?:leave|go now)\b", r"\bi'?m not (?:available|free) to (?:talk|speak)\b",
 )
 # an act put off to an unnamed later time is a postponement: "I'll complete the questionnaire later / at the next meeting"
 LATER = _rx(r"\b(?:later|another time|some other time|some ?day|one day)\b",
@@ -418,6 +419,14 @@ def read_cues(customer: str, agent_before: str = "") -> Cues:
             cues.agree = first
         elif NO.search(first) and not cues.refuse:
             cues.refuse = first
+    elif (parts and not cues.refuse and NO.search(parts[0]) and ASKS_TIME.search(agent_before or "")
+          and any(PROPOSAL.search(c) and ACCEPT_OBJECT.search(c) for c in clauses(agent_before))
+          and not WHEN.search(customer) and "?" not in customer
+          and not re.search(r"\b(?:not sure|maybe|perhaps|think)\b", customer, re.IGNORECASE)):
+        # "No, I don't want to go to the showroom or your home." to "Would you like to book a test drive ...? Which day
+        # and time suit you?": the question for a time keeps a bare yes from committing, not a no from declining;
+        # "No, Saturday doesn't work. How about Sunday?" moves the time
+        cues.refuse = parts[0]
     return cues
 
 

@@ -481,3 +481,13 @@ def test_seed_2525_automotive_phrasings():
     doubt = [T("agent", "It starts at 189,900 RMB."), T("user", "I'm not sure I can afford to spend that on this car.")]
     again = doubt + [T("agent", "You can pay 30 % down and 0 % interest."), T("user", "I can't afford to spend more than 92,871 RMB.")]
     assert decide_call(again).outcome == "withdraw"
+
+
+def test_a_no_to_the_step_with_a_question_for_a_time_after_it_declines():
+    ask = "Would you like to book a test drive at our showroom or at your home? Which day and time suit you?"
+    assert read_cues("No, I don't want to go to the showroom or your home.", ask).refuse
+    assert not read_cues("No, Saturday doesn't work. How about Sunday?", ask).refuse
+    assert not read_cues("No, I'm not sure.", ask).refuse
+    assert not read_cues("No problem.", "Shall I send you the application link now?").refuse
+    assert not read_cues("No.", "It comes with a free charger. Which day suits you?").refuse  # no step was asked for
+    assert read_cues("I'm sorry, I'm not available to speak at the moment.").end
