@@ -13,10 +13,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-
-def _rx(*pats: str) -> re.Pattern:
-    return re.compile("|".join(f"(?:{p})" for p in pats), re.IGNORECASE)
-
+from .cue_times import (
+    _DAYS,
+    _WHEN,
+    ASKS_TIME,
+    BOOKING,
+    HOME_OR_CONTACT,
+    TEST_DRIVE_WISH,
+    TIME_ASKED,
+    TIME_ONLY,
+    WHEN,
+    WISH,
+    _rx,
+)
 
 # words that may stand between "I'll" and the act: "I'll definitely take it", "I'm ready to go ahead and apply"
 _ADV = r"(?:definitely|certainly|gladly|happily|really|just|now|then|also|go ahead and|need to|have to)"
@@ -28,19 +37,6 @@ _NOT_TAKE = r"(?! into\b| as\b| seriously| under\b| to heart)"
 _LATER = r"(?:(?:right )?now|yet|today|for now|at the moment|at (?:this|the present))"
 
 
-_DAYS = "monday|tuesday|wednesday|thursday|friday|saturday|sunday"
-# a named day or clock time: what makes a booking specific ("next week" and "soon" do not)
-_WHEN = (rf"\b(?:{_DAYS}|tomorrow|tonight|today|this (?:morning|afternoon|"
-         r"evening|weekend)|\d{1,2}(?::\d\d)? ?(?:am|pm|a\.m|p\.m|o'?clock)|(?:at|by) (?:\d{1,2}(?::\d\d)?|noon|one|two|three|"
-         r"four|five|six|seven|eight|nine|ten|eleven|twelve)\b|in (?:an?|one|two|three|four|five|\d+) (?:hours?|minutes)\b)")
-WHEN = re.compile(_WHEN, re.IGNORECASE)
-# wanting to book is accepting only with a specific time (or a home test drive): "I want to schedule a test drive" is
-# a wish, "I'm ready to schedule it" after the agent's "Let's schedule a test drive" a yes
-BOOKING = re.compile(r"\b(?:book|schedule|reserve|come (?:in|by|over)|make an appointment|test[- ]drive)\b", re.IGNORECASE)
-WISH = re.compile(r"\b(?:want|would like|'d like|'d love|need|hope|happy|glad|willing|pleased) (?:to\b|a test[- ]drive)|\bi think i'?ll\b",
-                  re.IGNORECASE)
-TEST_DRIVE_WISH = re.compile(r"\bto test[- ]drive\b|\b(?:want|like|love) a test[- ]drive\b", re.IGNORECASE)
-HOME_OR_CONTACT = re.compile(r"\bhome\b|\b(?:number|e-?mail|contact details) is\b|\breach me (?:at|on)\b", re.IGNORECASE)
 
 # "I want to buy a new car" states a need, not a commitment to this one
 _NEED = r"(?! (?:a|an) (?:new|used|second-hand|cheaper|different|bigger|smaller|car|house|home|flat)\b| something)"
@@ -94,15 +90,6 @@ COMMIT = _rx(
     # naming the time sets the booking up ("Okay. Let's set it for next Thursday at 7 PM.")
     rf"\blet'?s (?:set|make|do|say|book|schedule) (?:it |that |one )?(?:for |on |at )?(?:next |this )?{_WHEN}",
 )
-# a time and nothing else, in answer to the agent's question for one ("Which day and time suit you?" - "Next Thursday
-# at 7 PM.")
-ASKS_TIME = _rx(r"\b(?:what|which) (?:day|date|time)s?\b[^.?!]*\?", r"\bdate and time\b[^.?!]*\?", r"\bwhen (?:would|can|could|are|is|will)\b[^.?!]*\?")
-TIME_ONLY = _rx(rf"^\W*(?:(?:ok|okay|yes|yeah|sure|alright|then|um|well|let'?s say|say|maybe)\W+)*(?:on |at )?(?:next |this )?"
-                rf"(?:{_DAYS}|tomorrow|tonight)\b[^.?!,;]{{0,25}}(?:,? please)?\W*$")
-# a day or time put as a question, in answer to the agent's question for one ("Which day and time suit you?" - "I want
-# to go at the weekend, can we go on Sunday?")
-TIME_ASKED = _rx(rf"(?:^|,\s*)\W*(?:(?:ok|okay|yes|yeah|so|then)\W+)*(?:can|could|shall) (?:we|i|you) (?:go|come|do it|do the test[- ]drive|"
-                 rf"book (?:it|one|the test[- ]drive)|make it|meet)\b[^.?!]{{0,20}}{_WHEN}[^.?!]{{0,15}}\?")
 # paying an amount: "I'm ready to pay 10,000 RMB" commits, "I want to pay 536 RMB a month" counter-offers, and so does
 # "I will pay 131,650 RMB. Can you give me a discount?" (read_cues drops it when the turn bargains)
 AMOUNT = _rx(rf"\b(?:i'?ll|i will|i'?m ready to|i am ready to|i'?m going to|{_EAGER})(?: {_ADV})* pay (?:the )?[\d,]+")
@@ -442,28 +429,3 @@ def raises_concern(customer: str, agent_before: str = "") -> bool:
     cues = read_cues(customer, agent_before)
     return bool(cues.asks or cues.soft_no or CONCERN.search(canon(customer)))
 
-
-def _norm(s: str) -> str:
-    return re.sub(r"\s+", " ", re.sub(r"[^\w\s']", " ", s.replace("’", "'").lower())).strip()
-
-
-def find_quote(quote: str, text: str) -> str | None:
-    """``quote`` as it stands in ``text`` (case, spacing and punctuation forgiven), or None if it is not there."""
-    q = _norm(quote)
-    if len(q) < 2:
-        return None
-    words = text.split()
-    norm_words = [_norm(w) for w in words]
-    target = q.split()
-    for i in range(len(words)):
-        j, k = i, 0
-        while j < len(words) and k < len(target):
-            if not norm_words[j]:
-                j += 1
-                continue
-            if norm_words[j] != target[k]:
-                break
-            j, k = j + 1, k + 1
-        if k == len(target):
-            return " ".join(words[i:j])
-    return None

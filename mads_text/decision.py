@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from .common.records import Decision, Turn
-from .cues import NO_NEED, PRICE_DOUBT, SOFT_NO, Cues, bare_yes, canon, find_quote, read_cues
+from .cues import NO_NEED, PRICE_DOUBT, SOFT_NO, Cues, bare_yes, canon, read_cues
 from .llm import GenParams, LLMBackend, LLMError, Message
 from .scenario import Scenario
 
@@ -245,6 +245,34 @@ class Decider:
                 return Decision(outcome=step.verdict, round=rnd, source=step.source, evidence=step.evidence,
                                 marker=t.marker), calls, secs
         return Decision(outcome="undecided", round=None, source=self.mode), calls, secs
+
+
+
+# the LLM quotes the customer: its quote must be words the customer said
+def _norm(s: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"[^\w\s']", " ", s.replace("’", "'").lower())).strip()
+
+
+def find_quote(quote: str, text: str) -> str | None:
+    """``quote`` as it stands in ``text`` (case, spacing and punctuation forgiven), or None if it is not there."""
+    q = _norm(quote)
+    if len(q) < 2:
+        return None
+    words = text.split()
+    norm_words = [_norm(w) for w in words]
+    target = q.split()
+    for i in range(len(words)):
+        j, k = i, 0
+        while j < len(words) and k < len(target):
+            if not norm_words[j]:
+                j += 1
+                continue
+            if norm_words[j] != target[k]:
+                break
+            j, k = j + 1, k + 1
+        if k == len(target):
+            return " ".join(words[i:j])
+    return None
 
 
 def _json_part(text: str) -> str:

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from mads_text.common.records import Turn
-from mads_text.cues import find_quote, read_cues
-from mads_text.decision import CallFrame, Decider, decide_call, turns_of
+from mads_text.cues import read_cues
+from mads_text.decision import CallFrame, Decider, decide_call, find_quote, turns_of
 from mads_text.llm.fake import ScriptedBackend
 from mads_text.scenario import load_scenario
 
