@@ -59,7 +59,8 @@ COMMIT = _rx(
     rf"(?: {_ADV})* (?:{_ACT})\b",
     # paying or investing is a commitment only from someone saying they will, not "I can pay 200 a month"
     rf"\b(?:i'?ll|i will|i want to|i'?d like to|i would like to|i'?m ready to|i am ready to|i'?m going to|{_EAGER})(?: {_ADV})* "
-    r"(?:invest (?:in (?:it|this|that|the \w+)|[\d,]+|the)|pay (?:the (?:premium|deposit|first|fee)|it\b|for it)|(?:pay|invest)(?=\W*$))",
+    r"(?:invest (?:in (?:it|this|that|the \w+)|[\d,]+|the)|pay (?:the (?:(?:monthly|annual|yearly|first) )?(?:premium|deposit|first|fee)|"
+    r"it\b|for it)|(?:pay|invest)(?=\W*$))",
     r"\b(?:send|text|email|message) (?:me |over )?(?:the |that |your |a )?(?:application |sign-?up |registration |payment |purchase )?link\b",
     # an order to book, at the head of a clause ("Book me for Saturday", "Okay, please reserve a slot"); "I need to
     # book a test drive within three months" states a need and is no commitment
@@ -161,7 +162,7 @@ REFUSE = _rx(
     r"\bi (?:won'?t|will not) (?:buy|sign|do|take|apply|book|commit|be buying)\b",
     r"\bi'?m not planning (?:on|to) (?:buy(?:ing)?|get(?:ting)?|purchas(?:e|ing)|chang(?:e|ing))\b[^.?!]{0,25}\bthis year\b",
     r"\bi(?:'?ve| have)? decided (?:not to|against)\b", r"\bi'?ll have to (?:decline|say no|pass)\b",
-    r"\bi (?:decline|refuse)\b",
+    r"\bi (?:decline|refuse)\b", r"\bi(?: think i)?'?ll decline\b",
     # "I'm sorry, but I can't make it." to the test drive; "I can't make it at 3, how about 4?" moves the time
     r"\bi (?:can'?t|cannot|won'?t be able to) make it\b(?![^.?!]*\b(?:at|on|by|then|tomorrow|today|tonight|this|next|that day|"
     r"before|until|time|how about|what about)\b)(?!\W*(?:how|what) about\b)", r"\bi (?:really |just |simply )?(?:can'?t|cannot) do (?:it|this|that)(?=\W*$|,)", r"\b(?:need|have|want|going) to (?:decline|refuse|turn down|withdraw\b(?! (?:my|the|some|money|it|cash|funds|from)))(?![^.?!]*\b(?:if|unless)\b)",
@@ -212,6 +213,7 @@ ALTERNATIVE = _rx(FINE_KEEPING, r"\bi'?ll (?:go|stick|stay) with (?!it\b|this\b|
 SOFT_NO = _rx(
     r"\bcan'?t afford\b(?! to (?:go|be|live|stay) without)", r"\bcannot afford\b(?! to (?:go|be|live|stay) without)",
     r"\bnot sure (?:if|whether) [^.?!]{0,30}\bis affordable\b", r"\b(?:don'?t|do not) think i can afford\b", r"\btoo expensive\b", r"\btoo much (?:money|for me)\b",
+    r"\b(?:premium|price|cost|it|that|this)\b[^.?!,]{0,12}\b(?:is|'s) too much\b",
     r"\bout of my (?:budget|price range|range)\b", r"\bmore than i can (?:afford|pay|spend|put)\b",
     r"\bdon'?t have (?:the|that kind of|enough|any) money\b",
     r"\b(?:can'?t|cannot|(?:don'?t|do not) think i can) (?:invest|lock (?:away|up)) (?:the|that|this|my|so much|that much) money\b", r"\bno money to spare\b", r"\bnot in (?:my|the) budget\b",
@@ -384,6 +386,10 @@ def read_cues(customer: str, agent_before: str = "") -> Cues:
         # "I'm ready to pay 10,000 RMB, but I also need to know how much it will grow" is not done yet
         if (cues.soft_no and parts.index(cues.soft_no) > i) or (i + 1 < len(parts) and BUT.match(parts[i + 1])):
             cues.commit = None
+    # "I'm sorry, I'm not sure. Can you send me the application link?": a bare doubt before the request is no postponement
+    if (cues.commit and cues.defer and parts.index(cues.defer) < parts.index(cues.commit)
+            and re.fullmatch(r"\W*(?:(?:i'?m sorry|sorry|well|hmm|um)\W+)*i'?m (?:still )?not sure\W*", cues.defer, re.I)):
+        cues.defer = None
     # "I'll do it now and let you know later" does it now
     if cues.commit and LATER.search(canon(cues.commit)) and not NOW.search(canon(cues.commit)):
         cues.defer, cues.commit = cues.defer or cues.commit, None
@@ -404,7 +410,7 @@ def read_cues(customer: str, agent_before: str = "") -> Cues:
         hedged = hedged or bool(re.search(r"\b(?:if|unless|whether)\b", first, re.I))
         if YES.search(first) and not hedged and not re.search(r"\bbut\b", first, re.I) and not first.rstrip().endswith("?"):
             cues.agree = first
-        elif NO.search(first) and not cues.refuse:
+        elif NO.search(first) and not cues.refuse and not cues.defer:  # "No, I'll think about it." postpones
             cues.refuse = first
     elif (parts and not cues.refuse and NO.search(parts[0]) and ASKS_TIME.search(agent_before or "")
           and any(PROPOSAL.search(c) and ACCEPT_OBJECT.search(c) for c in clauses(agent_before))

@@ -491,3 +491,13 @@ def test_a_no_to_the_step_with_a_question_for_a_time_after_it_declines():
     assert not read_cues("No problem.", "Shall I send you the application link now?").refuse
     assert not read_cues("No.", "It comes with a free charger. Which day suits you?").refuse  # no step was asked for
     assert read_cues("I'm sorry, I'm not available to speak at the moment.").end
+
+
+def test_seed_2626_insurance_phrasings():
+    link = "Shall I send you the application link now? If 288 RMB a month is too much, the 178 RMB starter plan is there too."
+    c = read_cues("I'm sorry, I'm not sure. Can you send me the application link?", link)
+    assert c.commit and not c.defer
+    assert read_cues("I'm ready to pay the monthly premium of 288 RMB and schedule a call with you.").commit
+    assert read_cues("I already have a policy, and the 288 RMB premium is too much.").soft_no
+    assert not read_cues("No, I'll think about it.", link).refuse  # a postponement
+    assert read_cues("Oh, I think I'll decline.").refuse
