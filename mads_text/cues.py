@@ -388,7 +388,7 @@ def read_cues(customer: str, agent_before: str = "") -> Cues:
             cues.commit = None
     # "I'm sorry, I'm not sure. Can you send me the application link?": a bare doubt before the request is no postponement
     if (cues.commit and cues.defer and parts.index(cues.defer) < parts.index(cues.commit)
-            and re.fullmatch(r"\W*(?:(?:i'?m sorry|sorry|well|hmm|um)\W+)*i'?m (?:still )?not sure\W*", cues.defer, re.I)):
+            and re.fullmatch(r"\W*(?:(?:i'?m sorry|sorry|well|hmm|um)\W+)*i'?m (?:still )?not sure\W*", canon(cues.defer), re.I)):
         cues.defer = None
     # "I'll do it now and let you know later" does it now
     if cues.commit and LATER.search(canon(cues.commit)) and not NOW.search(canon(cues.commit)):

@@ -39,7 +39,9 @@ CUSTOMER_RX = re.compile(
     r"\b(?:i think )?(?:i'?ll|i will) (?:(?:subscribe|buy|purchase)(?! (?:you|it for you)\b)|take it(?! from\b))\b|"
     # "I think I should subscribe now.", "I'm happy to subscribe 10,000 RMB in the app today.", "I'm looking to buy a product"
     r"\bi think i should (?:subscribe|buy|purchase|sign up|apply|invest)\b|"
-    r"\bi(?:'m| am) (?:happy|ready|glad|going|looking) to (?:subscribe|buy|purchase|sign up|invest)\b", re.IGNORECASE)
+    r"\bi(?:'m| am) (?:happy|ready|glad|going|looking) to (?:subscribe|buy|purchase|sign up|invest)\b|"
+    # the link goes to the customer: "Sure, please send me the application link now." is the customer's line
+    r"\b(?:please )?send me the (?:application |sign-?up |payment )?link\b", re.IGNORECASE)
 # the chat model's own voice, which neither a salesperson nor a customer on a call has ("I'm sorry, but I can't assist
 # with that."); checked for both speakers like the other role's phrases
 ASSISTANT_RX = re.compile(r"\bi (?:can'?t|cannot) assist with (?:that|this|your request)\b|\bas an ai\b|\bi'?m an ai\b|"

@@ -69,7 +69,8 @@ def test_clean_reply_catches_the_other_role_in_any_sentence():
     assert clean_reply("How much would you like to pay each month?", impersonation=[CUSTOMER_RX], **agent).retry is None
     for slip in ("You've been very helpful so far. I think I should subscribe now.",
                  "I'm happy to subscribe 10,000 RMB in the app today.",
-                 "I'm looking to buy a product that invests in high-grade bonds and deposits."):
+                 "I'm looking to buy a product that invests in high-grade bonds and deposits.",
+                 "Sure, please send me the application link now."):
         assert "other role" in clean_reply(slip, impersonation=[CUSTOMER_RX], **agent).retry, slip
     assert clean_reply("I'm happy to help you subscribe in the app today.", impersonation=[CUSTOMER_RX], **agent).retry is None
 
