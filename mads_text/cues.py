@@ -338,12 +338,20 @@ CONFIRMS = _rx(r"\bconfirm\b", r"\bagree\b", r"\binterested\b", r"\b(?:sound|sou
                r"\b(?:that|it|this)\b[^?]{0,20}\b(?:work|works|suit|suits|okay|ok|fine|good|alright)\b")
 
 
+# "So, how much do you want to pay?" asks for an amount; a yes cannot answer it
+WH_QUESTION = re.compile(r"^\W*(?:(?:so|and|ok|okay|well)\W+)*(?:how|what|which|when|where|why|who)\b", re.IGNORECASE)
+
+
+def asks_for_step(clause: str) -> bool:
+    """A clause of the agent's that asks for the accepting step: a proposal phrase naming its object, not a wh-question."""
+    return bool(PROPOSAL.search(clause) and ACCEPT_OBJECT.search(clause)) and not WH_QUESTION.search(clause)
+
+
 def proposes(agent_turn: str) -> bool:
-    """The agent's turn proposes a concrete accepting step: a proposal phrase in a sentence that names its object,
-    and no other question after it, which a yes or no would answer instead ("We can start with the starter plan. Do
-    you have any other questions?" - "No")."""
+    """The agent's turn proposes a concrete accepting step (``asks_for_step``) with no other question after it, which
+    a yes or no would answer instead ("We can start with the starter plan. Do you have any other questions?" - "No")."""
     parts = clauses(agent_turn or "")
-    last = max((i for i, s in enumerate(parts) if PROPOSAL.search(s) and ACCEPT_OBJECT.search(s)), default=None)
+    last = max((i for i, s in enumerate(parts) if asks_for_step(s)), default=None)
     return last is not None and not any(s.rstrip().endswith("?") and not (PROPOSAL.search(s) or CONFIRMS.search(s))
                                         for s in parts[last + 1:])
 
@@ -413,7 +421,7 @@ def read_cues(customer: str, agent_before: str = "") -> Cues:
         elif NO.search(first) and not cues.refuse and not cues.defer:  # "No, I'll think about it." postpones
             cues.refuse = first
     elif (parts and not cues.refuse and NO.search(parts[0]) and ASKS_TIME.search(agent_before or "")
-          and any(PROPOSAL.search(c) and ACCEPT_OBJECT.search(c) for c in clauses(agent_before))
+          and any(asks_for_step(c) for c in clauses(agent_before))
           and not WHEN.search(customer) and "?" not in customer
           and not re.search(r"\b(?:not sure|maybe|perhaps|think)\b", customer, re.IGNORECASE)):
         # "No, I don't want to go to the showroom or your home." to "Would you like to book a test drive ...? Which day

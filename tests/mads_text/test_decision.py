@@ -501,3 +501,8 @@ def test_seed_2626_insurance_phrasings():
     assert read_cues("I already have a policy, and the 288 RMB premium is too much.").soft_no
     assert not read_cues("No, I'll think about it.", link).refuse  # a postponement
     assert read_cues("Oh, I think I'll decline.").refuse
+
+
+def test_a_wh_question_proposes_nothing():
+    assert not read_cues("Yes, please.", "So, how much do you want to pay?").agree
+    assert read_cues("Yes, please.", "Do you want to take the starter plan?").agree
