@@ -33,7 +33,10 @@ def main(runs: list[str], outcomes: list[str] | None = None) -> None:
     for f in outcomes or []:
         for n, line in enumerate(Path(f).read_text(encoding="utf-8").splitlines(), 1):
             if line.strip():
-                row = json.loads(line)
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise SystemExit(f"{f}:{n}: not JSON ({e})") from None
                 if row.get("outcome") not in ("accept", "withdraw", "undecided"):
                     raise SystemExit(f"{f}:{n}: outcome must be accept, withdraw or undecided, not {row.get('outcome')!r}")
                 given[row["id"]] = row
