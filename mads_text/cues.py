@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .cue_steps import ACCEPT_OBJECT, CONFIRMS, PROPOSAL, WH_QUESTION
 from .cue_times import (
     _DAYS,
     _WHEN,
@@ -37,7 +38,6 @@ _NOT_TAKE = r"(?! into\b| as\b| seriously| under\b| to heart)"
 _LATER = r"(?:(?:right )?now|yet|today|for now|at the moment|at (?:this|the present))"
 
 
-
 # "I want to buy a new car" states a need, not a commitment to this one
 _NEED = r"(?! (?:a|an) (?:new|used|second-hand|cheaper|different|bigger|smaller|car|house|home|flat)\b| something)"
 _ACTS = (r"buy{need}|purchase{need}|make (?:the|a|my|this) (?:purchase|order)|say yes|apply|sign up|signup|subscribe|book|register|enrol|enroll|go ahead|proceed|go for it|"
@@ -59,7 +59,7 @@ COMMIT = _rx(
     rf"(?: {_ADV})* (?:{_ACT})\b",
     # paying or investing is a commitment only from someone saying they will, not "I can pay 200 a month"
     rf"\b(?:i'?ll|i will|i want to|i'?d like to|i would like to|i'?m ready to|i am ready to|i'?m going to|{_EAGER})(?: {_ADV})* "
-    r"(?:invest (?:in (?:it|this|that|the \w+)|[\d,]+|the)|pay (?:the (?:(?:monthly|annual|yearly|first) )?(?:premium|deposit|first|fee)|"
+    r"(?:invest (?:in (?:it|this|that|the \w+)|[\d,]+|the)|pay (?:the (?:(?:monthly|annual|yearly|first|full) )?(?:premium|deposit|first|fee|price)|"
     r"it\b|for it)|(?:pay|invest)(?=\W*$))",
     r"\b(?:send|text|email|message) (?:me |over )?(?:the |that |your |a )?(?:application |sign-?up |registration |payment |purchase )?link\b",
     # an order to book, at the head of a clause ("Book me for Saturday", "Okay, please reserve a slot"); "I need to
@@ -83,7 +83,7 @@ COMMIT = _rx(
     rf"\b(?:i'?ll|i will)(?: {_ADV})* (?!think|talk|discuss|consider|ask|check|see|look|wait|sleep)\w+ (?:[\w,']+ ){{0,4}}and (?:then )?"
     rf"(?:{_ACT})\b(?![^.?!]*\b(?:if|unless)\b)",
     # trying it at a named time is booking it ("Okay, I'll try it at 3 PM tomorrow."); "I'll try." alone is not
-    rf"\b(?:i'?ll|i will|i can)(?: {_ADV})* (?:try|do) (?:it|that|this)\b[^.?!]{{0,20}}{_WHEN}",
+    rf"\b(?:i'?ll|i will|i can)(?: {_ADV})* (?:try|do) (?:it|that|this|the test[- ]drive)\b[^.?!]{{0,20}}{_WHEN}",
     rf"\b(?:i'?ll|i will|i can|i'?m going to)(?: {_ADV})* (?:come|go|be) (?:to|at) (?:the|your) (?:showroom|branch|store|office|"
     rf"dealership)\b[^.?!]{{0,40}}{_WHEN}",
     r"\b(?:you can|i can have you|have you|i'?d like you to|please) come (?:to|over to) my (?:home|house|place)\b",
@@ -99,8 +99,11 @@ BARGAIN = _rx(r"\bdiscount\b", r"\bcheaper\b", r"\blower (?:the )?(?:price|premi
 FINE_KEEPING = r"\bi'?m (?:fine|happy|good|ok(?:ay)?) (?:keeping|leaving|with) (?:my |the |our )?(?:savings|money|deposits?|current \w+)\b"
 # "I don't think I need this" is a first reaction when it is the customer's first turn (``decision.last_cues``)
 NO_NEED = _rx(r"\bi (?:don'?t|do not)(?: think i)? need\b", FINE_KEEPING)
-# a link asked for is a link agreed to, even phrased as a question; so is asking, please, to buy it now
-LINK_REQUEST = _rx(r"\b(?:can|could|may) i please (?:buy|purchase|apply for|subscribe to|sign up for|get) (?:it|this|that|the)\b"
+# a link asked for is a link agreed to, even phrased as a question; so is a home test drive asked for, and asking,
+# please, to buy it now
+LINK_REQUEST = _rx(r"\b(?:(?:can|could|would|will) you|you can|you could) (?:please )?(?:arrange|book|schedule|set up|organi[sz]e|bring|do) (?:me )?"
+                   r"(?:a |the )?(?:home test[- ]drive|test[- ]drive (?:for me )?at (?:my )?(?:home|house|place|office))\b",
+                   r"\b(?:can|could|may) i please (?:buy|purchase|apply for|subscribe to|sign up for|get) (?:it|this|that|the)\b"
                    r"[^.?!]{0,60}\b(?:now|today|right away)\W*$",
                    r"\b(?:i'?d like|i would like|i want|i need|i'?m ready|i am ready|i'?ll|i will)(?: to)?(?: (?:see|get|have|receive))? (?:the |a |an |your )?"
                    r"(?:\w+ )?(?:application |sign-?up |registration |payment )?link\b",
@@ -108,27 +111,9 @@ LINK_REQUEST = _rx(r"\b(?:can|could|may) i please (?:buy|purchase|apply for|subs
                    r"(?:application |sign-?up |registration |payment )?link\b",
                    r"\b(?:can|could|may) i (?:get|have) (?:the |that |your |a |an )?(?:application |sign-?up |registration |"
                    r"payment )?link\b")
-PROPOSAL = _rx(
-    r"\b(?:shall|should|can|may|could) i (?:go ahead and )?(?:send|book|schedule|sign|set|put|register|arrange|get|start|"
-    r"email|text|reserve|process|pencil)\b",
-    # "Would you like to ..." and "Do you want to ..." ask the same
-    r"\b(?:would you like|do you want) (?:me )?to (?:send|book|schedule|sign|set|go ahead|apply|start|get|receive|reserve|register|"
-    r"subscribe|proceed|take|try|come|do|pay)\b",
-    r"\bi (?:recommend|suggest|propose) (?:that )?(?:you|we) (?:complete|fill|sign|apply|book|take|start|do|schedule|subscribe)\b",
-    r"\b(?:are you )?ready to (?:apply|sign|book|proceed|go ahead|subscribe|start|buy)\b",
-    r"\b(?:shall|can|should) we (?:book|schedule|go ahead|proceed|set|start|get|reserve|pencil)\b",
-    r"\bhow about (?:we )?(?:book|schedul|send|reserv|sign)", r"\bwhich (?:day|time|slot|date) (?:works|suits|is)\b",
-    r"\bwhat time (?:works|suits|is good)\b", r"\b(?:may|can) i have your (?:number|email|contact)\b",
-    r"\b(?:can|could|would|will) you (?:please )?(?:fill (?:in|out)|complete|do the|take the|sign|book|come (?:in|by)|"
-    r"schedule|confirm|download|open the app|start the)\b",
-    r"\blet'?s (?:go ahead and )?(?:book|schedule|set (?:it|that|you) up|get you|start|reserve|pencil|apply|sign you up)\b",
-    r"\bi (?:can|could|will|'?ll) (?:go ahead and )?(?:send|book|schedule|reserve|set up|arrange) (?:you|it|that|a|the)\b",
-    rf"\bwould (?:{_DAYS}|tomorrow|this week|next week)\b[^.?!]{{0,30}}\bwork\b",
-    r"\bwe (?:can|could|will|'?ll) (?:go ahead and )?(?:schedule|book|set up|send|arrange|reserve|start)\b",
-)
 YES = re.compile(r"^\W*(?:(?:um+|uh+|oh|well|hmm+|ah)\W+)?(?:yes|yeah|yep|yup|sure|okay|ok|alright|all right|of course|"
                  r"absolutely|definitely|certainly|please do|go ahead|sounds good|that works|that'?s fine|fine|why not|"
-                 r"let'?s do it|perfect|great|(?:i have )?no objections?|i (?:don'?t|do not) have any objections?)\b", re.IGNORECASE)
+                 r"let'?s do it|perfect|great|no problem|(?:i have )?no objections?|i (?:don'?t|do not) have any objections?)\b", re.IGNORECASE)
 NO = re.compile(r"^\W*(?:no(?!\W+(?:problem|worries)\b)|nope|nah|not really|i (?:don'?t|do not) want\b|i'?d rather not)\b",
                 re.IGNORECASE)
 DEFER = _rx(
@@ -164,8 +149,8 @@ REFUSE = _rx(
     r"\bi(?:'?ve| have)? decided (?:not to|against)\b", r"\bi'?ll have to (?:decline|say no|pass)\b",
     r"\bi (?:decline|refuse)\b", r"\bi(?: think i)?'?ll decline\b",
     # "I'm sorry, but I can't make it." to the test drive; "I can't make it at 3, how about 4?" moves the time
-    r"\bi (?:can'?t|cannot|won'?t be able to) make it\b(?![^.?!]*\b(?:at|on|by|then|tomorrow|today|tonight|this|next|that day|"
-    r"before|until|time|how about|what about)\b)(?!\W*(?:how|what) about\b)", r"\bi (?:really |just |simply )?(?:can'?t|cannot) do (?:it|this|that)(?=\W*$|,)", r"\b(?:need|have|want|going) to (?:decline|refuse|turn down|withdraw\b(?! (?:my|the|some|money|it|cash|funds|from)))(?![^.?!]*\b(?:if|unless)\b)",
+    r"\bi (?:can'?t|cannot|won'?t be able to) make it\b(?![^.?!]*\b(?:at|on|by|then|tomorrow|today|tonight|this(?! time)|next|that day|"
+    r"before|until|(?<!this )time|how about|what about)\b)(?!\W*(?:how|what) about\b)", r"\bi (?:really |just |simply )?(?:can'?t|cannot) do (?:it|this|that)(?=\W*$|,)", r"\b(?:need|have|want|going) to (?:decline|refuse|turn down|withdraw\b(?! (?:my|the|some|money|it|cash|funds|from)))(?![^.?!]*\b(?:if|unless)\b)",
     r"\b(?:decline|turn down|refuse) (?:the|your|this|that) (?:offer|proposal|product|plan)\b", r"\bno deal\b", r"\bnot going to happen\b", r"\bforget (?:it|about it)\b",
     r"\bi'?ll (?:look|shop) (?:elsewhere|somewhere else|around)\b",
     r"\b(?:find|get|buy) (?:a|an|one|another|something)\b[^.?!]{0,30}\b(?:elsewhere|somewhere else)\b",
@@ -225,7 +210,8 @@ SOFT_NO = _rx(
     r"\b(?:don'?t|do not) want to (?:spend|pay) any more(?: money)?\b(?! than)",
 )
 # a doubt about the price ("I'm not sure if I can afford it") makes a later "I can't afford it" the second saying
-PRICE_DOUBT = _rx(r"\bnot sure (?:(?:if|whether|that) )?i (?:can|could) (?:afford|pay|handle)\b", r"\bmake sure i can afford\b")
+PRICE_DOUBT = _rx(r"\bnot sure (?:(?:if|whether|that) )?i (?:can|could) (?:afford|pay|handle)\b", r"\bmake sure i can afford\b",
+                  r"\b(?:it|that|this)(?:'s| is| looks| seems)(?: like it's)? (?:quite|very|really|rather|so|a bit) expensive\b(?!,? but\b)")
 # a request for information keeps a repeated price objection a negotiation ("I need to know what cover I can get")
 REQUEST = _rx(r"\b(?:need|want|would like|'d like) to (?:know|understand|see|hear)\b", r"\btell me\b", r"\bexplain\b",
               r"\bwondering (?:whether|if|about)\b",
@@ -247,7 +233,7 @@ LATER = _rx(r"\b(?:later|another time|some other time|some ?day|one day)\b",
 NOW = _rx(r"\b(?:right )?now\b(?! or)", r"\bright away\b", r"\bimmediately\b")
 # "Thank you for your time." closes a call unless a question follows in the same turn (read_cues)
 THANKS_CLOSE = _rx(r"\bthanks?(?: you)?(?: so much| very much)? for your time\b")
-NEGATION = re.compile(r"\b(?:not|don'?t|do not|doesn'?t|never|won'?t|can'?t|cannot|wouldn'?t|isn'?t|no|nor|neither)\b"
+NEGATION = re.compile(r"\b(?:not|don'?t|do not|doesn'?t|never|won'?t|can'?t|cannot|wouldn'?t|isn'?t|no(?!\W+(?:problem|worries)\b)|nor|neither)\b"
                       r"(?:\W+\w+){0,3}\W*$", re.IGNORECASE)
 HEDGE = re.compile(r"\b(?:if|unless|maybe|might|perhaps|probably|possibly|could|whether|when|once|before|after|"
                    r"until|only if|would have)\b", re.IGNORECASE)
@@ -327,21 +313,6 @@ class Cues:
         return bool(self.defer or self.refuse)
 
 
-# a proposal counts only when it is about the step that accepts, not "we can start with the premium"
-ACCEPT_OBJECT = re.compile(r"\b(?:link|application|apply|sign|buy|purchase|policy|plan|test[- ]drive|drive|appointment|"
-                           r"visit|book|booking|subscri\w*|assessment|questionnaire|order|contract|quote|contact|number|"
-                           r"e-?mail|slot|showroom|branch|app|account|donat\w*|pay|form)\b", re.IGNORECASE)
-
-
-# a question that asks for a yes to what was just proposed ("Can you confirm that?", "Does that work for you?")
-CONFIRMS = _rx(r"\bconfirm\b", r"\bagree\b", r"\binterested\b", r"\b(?:sound|sounds) (?:good|ok|okay|fine)\b", r"\bdeal\b",
-               r"\b(?:that|it|this)\b[^?]{0,20}\b(?:work|works|suit|suits|okay|ok|fine|good|alright)\b")
-
-
-# "So, how much do you want to pay?" asks for an amount; a yes cannot answer it
-WH_QUESTION = re.compile(r"^\W*(?:(?:so|and|ok|okay|well)\W+)*(?:how|what|which|when|where|why|who)\b", re.IGNORECASE)
-
-
 def asks_for_step(clause: str) -> bool:
     """A clause of the agent's that asks for the accepting step: a proposal phrase naming its object, not a wh-question."""
     return bool(PROPOSAL.search(clause) and ACCEPT_OBJECT.search(clause)) and not WH_QUESTION.search(clause)
@@ -354,7 +325,6 @@ def proposes(agent_turn: str) -> bool:
     last = max((i for i, s in enumerate(parts) if asks_for_step(s)), default=None)
     return last is not None and not any(s.rstrip().endswith("?") and not (PROPOSAL.search(s) or CONFIRMS.search(s))
                                         for s in parts[last + 1:])
-
 
 
 CANCELS = _rx(r"\bcancel\b", r"\bstop (?:the|this|here)\b", r"\bend (?:the|this|our) call\b", r"\bcall it a day\b")

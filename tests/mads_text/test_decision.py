@@ -506,3 +506,22 @@ def test_seed_2626_insurance_phrasings():
 def test_a_wh_question_proposes_nothing():
     assert not read_cues("Yes, please.", "So, how much do you want to pay?").agree
     assert read_cues("Yes, please.", "Do you want to take the starter plan?").agree
+
+
+def test_a_named_slot_and_its_answers():
+    slot = ("Shall I book you a 30-minute test drive at our showroom this Saturday at 10 am? If another day suits you "
+            "better, or you would rather we bring the car to your home on a weekday, just say when.")
+    c = read_cues("No problem. I can try the test drive on Saturday at 10 am, if you're not available then.", slot)
+    assert c.commit and c.agree
+    assert read_cues("No problem, I'll book it.", "I would like to book a test drive at your showroom this Saturday at 10 am.").commit
+    assert not read_cues("No, I'm not interested.", slot).agree
+    assert read_cues("I'm sorry, but I'm afraid I can't make it this time.", slot).refuse
+    assert not read_cues("I can't make it at that time, how about 4?", slot).refuse
+    assert read_cues("Do you think you can arrange a home test drive for me?", "We can arrange a home test drive.").commit
+    assert not read_cues("Can you arrange a test drive for me?", "We can arrange a test drive.").commit  # no day, no home
+    assert read_cues("I'm ready to pay the full price for the Comfort trim.").commit
+    # "quite expensive" is the first saying of a price objection, unless a "but" concedes it
+    doubt = [T("agent", "It starts at 189,900 RMB."), T("user", "But it looks like it's quite expensive.")]
+    assert decide_call(doubt + [T("agent", "It has 120 km range."), T("user", "I don't think I can afford it.")]).outcome == "withdraw"
+    conceded = [T("agent", "It is 288 RMB a month."), T("user", "I know it's quite expensive, but I'm willing to give it a shot.")]
+    assert decide_call(conceded + [T("agent", "Here is the link."), T("user", "I can't afford it.")]).outcome == "undecided"

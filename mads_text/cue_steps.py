@@ -1,0 +1,42 @@
+"""What the agent asks for: a concrete proposal of the accepting step ("Shall I send you the link?", "Would you like to
+book a test drive?"), which a plain yes or no then answers, as against a question for information. Used by
+``cues.read_cues`` and ``cues.proposes``."""
+
+from __future__ import annotations
+
+import re
+
+from .cue_times import _DAYS, _rx
+
+PROPOSAL = _rx(
+    r"\b(?:shall|should|can|may|could) i (?:go ahead and )?(?:send|book|schedule|sign|set|put|register|arrange|get|start|"
+    r"email|text|reserve|process|pencil)\b",
+    # "Would you like to ..." and "Do you want to ..." ask the same
+    r"\b(?:would you like|do you want) (?:me )?to (?:send|book|schedule|sign|set|go ahead|apply|start|get|receive|reserve|register|"
+    r"subscribe|proceed|take|try|come|do|pay)\b",
+    r"\bi (?:recommend|suggest|propose) (?:that )?(?:you|we) (?:complete|fill|sign|apply|book|take|start|do|schedule|subscribe)\b",
+    r"\b(?:are you )?ready to (?:apply|sign|book|proceed|go ahead|subscribe|start|buy)\b",
+    r"\b(?:shall|can|should) we (?:book|schedule|go ahead|proceed|set|start|get|reserve|pencil)\b",
+    r"\bhow about (?:we )?(?:book|schedul|send|reserv|sign)", r"\bwhich (?:day|time|slot|date) (?:works|suits|is)\b",
+    r"\bwhat time (?:works|suits|is good)\b", r"\b(?:may|can) i have your (?:number|email|contact)\b",
+    r"\b(?:can|could|would|will) you (?:please )?(?:fill (?:in|out)|complete|do the|take the|sign|book|come (?:in|by)|"
+    r"schedule|confirm|download|open the app|start the)\b",
+    r"\blet'?s (?:go ahead and )?(?:book|schedule|set (?:it|that|you) up|get you|start|reserve|pencil|apply|sign you up)\b",
+    r"\bi (?:can|could|will|'?ll) (?:go ahead and )?(?:send|book|schedule|reserve|set up|arrange) (?:you|it|that|a|the)\b",
+    rf"\bwould (?:{_DAYS}|tomorrow|this week|next week)\b[^.?!]{{0,30}}\bwork\b",
+    r"\bwe (?:can|could|will|'?ll) (?:go ahead and )?(?:schedule|book|set up|send|arrange|reserve|start)\b",
+    # "I would like to book a 30-minute test drive at your showroom this Saturday at 10 am."
+    r"\bi(?:'d| would) like to (?:book|schedule|reserve|arrange) (?:you|a|an|the)\b",
+)
+
+# a proposal counts only when it is about the step that accepts, not "we can start with the premium"
+ACCEPT_OBJECT = re.compile(r"\b(?:link|application|apply|sign|buy|purchase|policy|plan|test[- ]drive|drive|appointment|"
+                           r"visit|book|booking|subscri\w*|assessment|questionnaire|order|contract|quote|contact|number|"
+                           r"e-?mail|slot|showroom|branch|app|account|donat\w*|pay|form)\b", re.IGNORECASE)
+
+# a question that asks for a yes to what was just proposed ("Can you confirm that?", "Does that work for you?")
+CONFIRMS = _rx(r"\bconfirm\b", r"\bagree\b", r"\binterested\b", r"\b(?:sound|sounds) (?:good|ok|okay|fine)\b", r"\bdeal\b",
+               r"\b(?:that|it|this)\b[^?]{0,20}\b(?:work|works|suit|suits|okay|ok|fine|good|alright)\b")
+
+# "So, how much do you want to pay?" asks for an amount; a yes cannot answer it
+WH_QUESTION = re.compile(r"^\W*(?:(?:so|and|ok|okay|well)\W+)*(?:how|what|which|when|where|why|who)\b", re.IGNORECASE)
