@@ -40,3 +40,6 @@ CONFIRMS = _rx(r"\bconfirm\b", r"\bagree\b", r"\binterested\b", r"\b(?:sound|sou
 
 # "So, how much do you want to pay?" asks for an amount; a yes cannot answer it
 WH_QUESTION = re.compile(r"^\W*(?:(?:so|and|ok|okay|well)\W+)*(?:how|what|which|when|where|why|who)\b", re.IGNORECASE)
+
+# a question ending in a choice: "Do you want to pay monthly or yearly?", "... at our showroom or at your home?"
+EITHER_OR = re.compile(r"\bor (?:\w+ ){0,2}\w+\W*\?\W*$", re.IGNORECASE)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .cue_steps import ACCEPT_OBJECT, CONFIRMS, PROPOSAL, WH_QUESTION
+from .cue_steps import ACCEPT_OBJECT, CONFIRMS, EITHER_OR, PROPOSAL, WH_QUESTION
 from .cue_times import (
     _DAYS,
     _WHEN,
@@ -313,9 +313,15 @@ class Cues:
         return bool(self.defer or self.refuse)
 
 
-def asks_for_step(clause: str) -> bool:
-    """A clause of the agent's that asks for the accepting step: a proposal phrase naming its object, not a wh-question."""
+def names_step(clause: str) -> bool:
+    """A clause of the agent's that puts the accepting step: a proposal phrase naming its object, not a wh-question."""
     return bool(PROPOSAL.search(clause) and ACCEPT_OBJECT.search(clause)) and not WH_QUESTION.search(clause)
+
+
+def asks_for_step(clause: str) -> bool:
+    """``names_step``, and a yes can answer it: not a choice between ways of doing it ("Do you want to pay monthly or
+    yearly?"), though a choice between now and later is a yes or no to now."""
+    return names_step(clause) and not (EITHER_OR.search(clause) and not re.search(r"\bnow\b", clause, re.IGNORECASE))
 
 
 def proposes(agent_turn: str) -> bool:
@@ -391,7 +397,7 @@ def read_cues(customer: str, agent_before: str = "") -> Cues:
         elif NO.search(first) and not cues.refuse and not cues.defer:  # "No, I'll think about it." postpones
             cues.refuse = first
     elif (parts and not cues.refuse and NO.search(parts[0]) and ASKS_TIME.search(agent_before or "")
-          and any(asks_for_step(c) for c in clauses(agent_before))
+          and any(names_step(c) for c in clauses(agent_before))
           and not WHEN.search(customer) and "?" not in customer
           and not re.search(r"\b(?:not sure|maybe|perhaps|think)\b", customer, re.IGNORECASE)):
         # "No, I don't want to go to the showroom or your home." to "Would you like to book a test drive ...? Which day

@@ -525,3 +525,11 @@ def test_a_named_slot_and_its_answers():
     assert decide_call(doubt + [T("agent", "It has 120 km range."), T("user", "I don't think I can afford it.")]).outcome == "withdraw"
     conceded = [T("agent", "It is 288 RMB a month."), T("user", "I know it's quite expensive, but I'm willing to give it a shot.")]
     assert decide_call(conceded + [T("agent", "Here is the link."), T("user", "I can't afford it.")]).outcome == "undecided"
+
+
+def test_a_choice_between_ways_is_no_proposal_a_yes_can_answer():
+    c = read_cues("Yes, please. I can pay monthly.", "So, how much do you want to pay? Do you want to pay monthly or yearly?")
+    assert not c.proposal and not c.agree
+    assert read_cues("Yes, I'm interested in paying it now.", "Would you like to pay it now or in the future?").agree
+    showroom_or_home = "Would you like to book a test drive at our showroom or at your home?"
+    assert read_cues("No, I don't want to go to the showroom or your home.", showroom_or_home + " Which day suits you?").refuse
