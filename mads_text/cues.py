@@ -77,7 +77,7 @@ COMMIT = _rx(
     rf"\bi'?m (?:available|free)\b[^.?!]{{0,25}}{_WHEN}",
     # content with a named option of the offer ("I'm okay with the 178 RMB starter plan, I'll start right away")
     r"\bi'?m (?:okay|ok|fine|happy|good) with (?:the|that|this) (?:[\w,]+ ){0,4}(?:plan|policy|option|trim|offer|appointment|"
-    r"slot|time)\b(?! i (?:have|already|got))",
+    r"slot|time|test[- ]drive|visit|booking)\b(?! i (?:have|already|got))",
     r"\b(?:i'?ll|i will|i can|i'?m ready to|i am ready to) start (?:it |the application )?(?:right away|right now|now|today)\b",
     # a second act joined to a first ("I'll get the money and subscribe to the product"), not after thinking it over
     rf"\b(?:i'?ll|i will)(?: {_ADV})* (?!think|talk|discuss|consider|ask|check|see|look|wait|sleep)\w+ (?:[\w,']+ ){{0,4}}and (?:then )?"
@@ -158,7 +158,7 @@ REFUSE = _rx(
     r"\bi'?m (?:going to|gonna) stay away\b",
     r"\b(?:can'?t|cannot|won'?t|will not) accept (?:your|the|this|that) (?:offer|proposal|invitation)\b",
     r"\bi (?:can'?t|cannot|won'?t|will not) accept(?: (?:it|this|that))?(?=\W*$|[,;])",
-    r"\bi (?:don'?t|do not) think i (?:can|will|want to) (?:do|take|buy|go ahead with) (?:this|it|that)\b",
+    r"\bi (?:don'?t|do not) think i (?:can|will|want to) (?:do|take|buy|get|go ahead with) (?:this|it|that)\b",
     # "I can't agree to it at this time" postpones
     r"\bi (?:can'?t|cannot) (?:book|buy|accept|agree to|commit to|sign up for|take|go ahead with) (?:it|this|that|a|the|your|anything)\b"
     rf"(?![^.?!]*\b{_LATER}\b)",
@@ -188,7 +188,7 @@ NEG_COMMIT = re.compile(
     re.IGNORECASE)
 # keeping what one has instead of the offer ("I'll keep a time deposit instead"); found with the hedge guard, so "If the
 # return isn't guaranteed, I'd rather keep a time deposit" stays an objection
-ALTERNATIVE = _rx(FINE_KEEPING, r"\bi'?ll (?:go|stick|stay) with (?!it\b|this\b|that\b)[^.?!]{0,40}\b(?:first|instead)\b",
+ALTERNATIVE = _rx(FINE_KEEPING, r"\bi (?:don'?t|do not) (?:want|need) to change\W*$", r"\bi'?ll (?:go|stick|stay) with (?!it\b|this\b|that\b)[^.?!]{0,40}\b(?:first|instead)\b",
                   r"\b(?:i'?ll|i will|i'?d rather|i would rather|i prefer to|i'?m going to)(?: just)? (?:keep|stick with|stay with)"
                   r"\b[^.?!]{0,40}\binstead\b", r"\bi'?ll (?:just )?(?:keep|stick with|stay with) (?:my|the one i|what i)\b",
                   r"\b(?:i'?d rather|i would rather|i prefer to)(?: just)? (?:keep|stay with|stick (?:with|to)) (?:a|my|the) (?:time )?deposits?\W*$",
@@ -386,12 +386,17 @@ def read_cues(customer: str, agent_before: str = "") -> Cues:
     # "I will say yes." to "Can we cancel the application for now?" says yes to stopping
     if cues.commit and CANCELS.search(agent_before or "") and SAYS_YES.search(canon(cues.commit)):
         cues.commit = None
+    # "Yes, I can say yes to that." to "Can you tell me what the running cost is?" says yes to nothing
+    if cues.commit and re.search(r"\bsay yes to (?:that|this|it)\b", cues.commit, re.I) and not cues.proposal:
+        cues.commit = None
     if cues.proposal and parts:
         first = parts[0]
         # "Yes, please." to "Shall I send the link?" is a commitment; "Yes, but how much?" is not
         hedged = len(parts) > 1 and BUT.match(parts[1])
         # nor "Okay, if I subscribe 10,000 today, I'll get ... which is almost nothing"
         hedged = hedged or bool(re.search(r"\b(?:if|unless|whether)\b", first, re.I))
+        # nor "Okay, I understand.", which acknowledges
+        hedged = hedged or bool(re.fullmatch(r"\W*(?:ok(?:ay)?|alright|all right|yes|yeah)\W+i (?:understand|see|know)\W*", first, re.I))
         if YES.search(first) and not hedged and not re.search(r"\bbut\b", first, re.I) and not first.rstrip().endswith("?"):
             cues.agree = first
         elif NO.search(first) and not cues.refuse and not cues.defer:  # "No, I'll think about it." postpones

@@ -533,3 +533,14 @@ def test_a_choice_between_ways_is_no_proposal_a_yes_can_answer():
     assert read_cues("Yes, I'm interested in paying it now.", "Would you like to pay it now or in the future?").agree
     showroom_or_home = "Would you like to book a test drive at our showroom or at your home?"
     assert read_cues("No, I don't want to go to the showroom or your home.", showroom_or_home + " Which day suits you?").refuse
+
+
+def test_seed_2727_automotive_phrasings():
+    slot = "Do you want a test drive at our showroom this Saturday at 10 am? If another day suits you better, just say when."
+    assert read_cues("I'm okay with the Saturday test drive.", slot).commit
+    assert not read_cues("Yes, I can say yes to that.", "Can you tell me what the running cost is?").commit
+    assert not read_cues("Okay, I understand.", "I will book you a test drive at our showroom this Saturday at 10 am.").agree
+    assert read_cues("Okay, sure.", "I will book you a test drive at our showroom this Saturday at 10 am.").agree
+    assert read_cues("It's okay, Chen Jie. I don't want to change.").refuse
+    assert not read_cues("I'm just not sure if I want to change now.").refuse
+    assert read_cues("I'm sorry, but I don't think I can get this car.").refuse
