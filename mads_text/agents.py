@@ -64,7 +64,7 @@ STANCE_RETRY = "committed before raising their doubts"
 BUDGET_RETRY = "committed beyond their budget"
 # the reminder's frame said in the first person, quotes and brackets dropped: "I still have this doubt.", "Yes, I do
 # have this doubt"
-NOTE_ECHO = re.compile(r"\b(?:ha(?:ve|s)|had) this doubt\b", re.IGNORECASE)
+NOTE_ECHO = re.compile(r"\b(?:ha(?:ve|s)|had) this doubt\b|\b(?:'ve|ha(?:ve|s)|had) raised every doubt\b", re.IGNORECASE)
 # the stance's money line read out ("I'm prepared to spend at most 305 RMB a month. The offer costs 288 RMB a month,
 # which fits."): nobody on a call calls it "the offer"
 MONEY_ECHO = re.compile(r"\bthe offer costs\b", re.IGNORECASE)
@@ -141,8 +141,8 @@ def narration(*names: str) -> re.Pattern:
     """A speaker telling the call in the third person ("Mei says that she has decided to purchase the policy. Mei
     accepts the offer and Li Wei does not proceed."): the transcript's narrator, not anyone on the phone."""
     who = "|".join(re.escape(n) for n in names if n)
-    return re.compile(rf"\b(?:{who}) (?:says|said|accepts|accepted|agrees|agreed|decides|decided|has decided|does not|"
-                      r"doesn't|nods|smiles|laughs|sighs|hangs up|ends the call)\b")
+    return re.compile(rf"\b(?:{who}) (?:says|said|answers|answered|replies|replied|accepts|accepted|agrees|agreed|decides|"
+                      r"decided|has decided|does not|doesn't|nods|smiles|laughs|sighs|hangs up|ends the call)\b")
 
 
 def transcript_lines(history: list[Turn], agent_name: str, user_name: str) -> str:

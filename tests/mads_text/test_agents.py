@@ -282,6 +282,9 @@ def test_a_speaker_narrating_the_call_is_resampled():
     r = run(DialogAgent(SC, be, "transcript", user_name="Fang").next_turn(
         [Turn(role="agent", text="Hello."), Turn(role="user", text="Hmm.")]))
     assert r.slips_kept == 1 and "Shall I send the link?" in r.text
+    from mads_text.agents import narration
+
+    assert narration("Chen Jie", "Yan").search("So shall we set up a test drive? (Yan answers yes)")
     # the name as an address is no narration
     be = ScriptedBackend(["Fang, says who? The policy is issued the same day."])
     r = run(DialogAgent(SC, be, "transcript", user_name="Fang").next_turn([Turn(role="user", text="Really?")]))
@@ -377,6 +380,7 @@ def test_the_reminders_frame_said_aloud_is_resampled():
     assert clean_reply("I still have this doubt. Is it worth it?", **kw).retry == "recited its instructions"
     assert clean_reply("Yes, I do have this doubt, but I'll do my best.", **kw).retry == "recited its instructions"
     assert clean_reply("I still have doubts about the price.", **kw).retry is None
+    assert clean_reply("Okay, I've raised every doubt.", **kw).retry == "recited its instructions"
     # the money line read out; saying one's budget is fine
     said = "I'm prepared to spend at most 305 RMB a month. The offer costs 288 RMB a month, which fits."
     assert clean_reply(said, **kw).retry == "recited its instructions"
