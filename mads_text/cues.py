@@ -43,7 +43,7 @@ _NEED = r"(?! (?:a|an) (?:new|used|second-hand|cheaper|different|bigger|smaller|
 _ACTS = (r"buy{need}|purchase{need}|make (?:the|a|my|this) (?:purchase|order)|say yes|apply|sign up|signup|subscribe|book|register|enrol|enroll|go ahead|proceed|go for it|"
         r"donate|contribute|pledge|give (?:you |them )?(?:\$?\d|a dollar|one|two|half|fifty|the full|money|a donation)|"
         r"take (?:it|this|that|one|the (?!time\b)\w+(?: \w+)?|out the \w+){not_take}|"
-        r"accept (?:the|this|your) (?:offer|plan|policy|proposal)|get (?:it|this|that|one|the (?!money|refund|details|information|info|guarantee)\w+(?: \w+)?)(?! back)|go with (?:it|the \w+(?: \w+)?)|"
+        r"accept (?:the|this|your) (?:\w+ )?(?:offer|plan|policy|proposal)|get (?:it|this|that|one|the (?!money|refund|details|information|info|guarantee)\w+(?: \w+)?)(?! back)|go with (?:it|the \w+(?: \w+)?)|"
         r"start the (?:application|process|assessment|questionnaire)|do the (?:risk )?(?:assessment|questionnaire)|"
         r"fill (?:in|out) the (?:application|form|questionnaire)|complete the (?:risk )?(?:application|form|assessment|questionnaire)|"
         r"schedule (?:it|one|a|the)|get (?:to|on) it\b|come (?:in|by|over)|come(?=\W*$)|test[- ]drive (?:it|one|the|this|that|your)|do it\b(?! later| myself| on my own| by myself)(?![^.?!]*\binstead\b)")
@@ -150,7 +150,7 @@ REFUSE = _rx(
     r"\bi (?:decline|refuse)\b", r"\bi(?: think i)?'?ll decline\b",
     # "I'm sorry, but I can't make it." to the test drive; "I can't make it at 3, how about 4?" moves the time
     r"\bi (?:can'?t|cannot|won'?t be able to) make it\b(?![^.?!]*\b(?:at|on|by|then|tomorrow|today|tonight|this(?! time)|next|that day|"
-    r"before|until|(?<!this )time|how about|what about)\b)(?!\W*(?:how|what) about\b)", r"\bi (?:really |just |simply )?(?:can'?t|cannot) do (?:it|this|that)(?=\W*$|,)", r"\b(?:need|have|want|going) to (?:decline|refuse|turn down|withdraw\b(?! (?:my|the|some|money|it|cash|funds|from)))(?![^.?!]*\b(?:if|unless)\b)",
+    r"before|until|(?<!this )time|how about|what about)\b)(?!\W*(?:how|what) about\b)", r"\bi (?:really |just |simply )?(?:can'?t|cannot) do (?:it|this|that)(?=\W*$|,)", r"\bno way i (?:can|could|will|'?ll) (?:do|afford|buy|take|sign|subscribe|pay)\b", r"\b(?:need|have|want|going) to (?:decline|refuse|turn down|withdraw\b(?! (?:my|the|some|money|it|cash|funds|from)))(?![^.?!]*\b(?:if|unless)\b)",
     r"\b(?:decline|turn down|refuse) (?:the|your|this|that) (?:offer|proposal|product|plan)\b", r"\bno deal\b", r"\bnot going to happen\b", r"\bforget (?:it|about it)\b",
     r"\bi'?ll (?:look|shop) (?:elsewhere|somewhere else|around)\b",
     r"\b(?:find|get|buy) (?:a|an|one|another|something)\b[^.?!]{0,30}\b(?:elsewhere|somewhere else)\b",
@@ -198,9 +198,9 @@ ALTERNATIVE = _rx(FINE_KEEPING, r"\bi (?:don'?t|do not) (?:want|need) to change\
 SOFT_NO = _rx(
     r"\bcan'?t afford\b(?! to (?:go|be|live|stay) without)", r"\bcannot afford\b(?! to (?:go|be|live|stay) without)",
     r"\bnot sure (?:if|whether) [^.?!]{0,30}\bis affordable\b", r"\b(?:don'?t|do not) think i can afford\b", r"\btoo expensive\b", r"\btoo much (?:money|for me)\b",
-    r"\b(?:premium|price|cost|it|that|this)\b[^.?!,]{0,12}\b(?:is|'s) too much\b",
+    r"\b(?:premium|price|cost|it|that|this|rmb|yuan|\d)\b[^.?!,]{0,12}\b(?:is|'s) too much\b",
     r"\bout of my (?:budget|price range|range)\b", r"\bmore than i can (?:afford|pay|spend|put)\b",
-    r"\bdon'?t have (?:the|that kind of|enough|any) money\b",
+    r"\bdon'?t have (?:the|that kind of|enough|any) money\b", r"\b(?:don'?t|do not) have (?:the )?[\d,]{4,}(?: rmb| yuan)?\b",
     r"\b(?:can'?t|cannot|(?:don'?t|do not) think i can) (?:invest|lock (?:away|up)) (?:the|that|this|my|so much|that much) money\b", r"\bno money to spare\b", r"\bnot in (?:my|the) budget\b",
     r"\bmoney is (?:tight|short)\b", r"\b(?:can'?t|(?:don'?t|do not) want to) take on (?:another|any more|more)\b", r"\bcan'?t (?:pay|spend) (?:that|this|so) much\b",
     r"\bcan'?t (?:put|pay|spend|afford) more than\b", r"\bnot affordable\b", r"\bunaffordable\b", r"\bmore than i (?:want|'?m willing|am willing) to (?:spend|pay|put)\b",

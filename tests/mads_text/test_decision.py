@@ -544,3 +544,13 @@ def test_seed_2727_automotive_phrasings():
     assert read_cues("It's okay, Chen Jie. I don't want to change.").refuse
     assert not read_cues("I'm just not sure if I want to change now.").refuse
     assert read_cues("I'm sorry, but I don't think I can get this car.").refuse
+
+
+def test_seed_2828_finance_and_insurance_phrasings():
+    assert read_cues("I'm afraid there's no way I can do this.").refuse
+    assert read_cues("Okay, I'm going to accept the starter plan, then we can talk about it further.").commit
+    assert read_cues("288 RMB is too much, the starter plan is there too.").soft_no
+    assert read_cues("But I don't have 10,001 RMB, can I use some of my savings?").soft_no
+    short = [T("agent", "The minimum is 10,000 RMB."), T("user", "OK, I understand. But I don't have 10,001 RMB, can I use some of my savings?"),
+             T("agent", "I'll let you know."), T("user", "I'm sorry, but I don't have the money to subscribe.")]
+    assert decide_call(short).outcome == "withdraw" and decide_call(short[:2]).outcome == "undecided"
