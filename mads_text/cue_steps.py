@@ -26,7 +26,7 @@ PROPOSAL = _rx(
     rf"\bwould (?:{_DAYS}|tomorrow|this week|next week)\b[^.?!]{{0,30}}\bwork\b",
     r"\bwe (?:can|could|will|'?ll) (?:go ahead and )?(?:schedule|book|set up|send|arrange|reserve|start)\b",
     # "I would like to book a 30-minute test drive at your showroom this Saturday at 10 am."
-    r"\bi(?:'d| would) like to (?:book|schedule|reserve|arrange) (?:you|a|an|the)\b",
+    r"\bi(?:'d| would) (?:like|love) to (?:book|schedule|reserve|arrange) (?:you|a|an|the)\b",
 )
 
 # a proposal counts only when it is about the step that accepts, not "we can start with the premium"

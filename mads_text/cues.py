@@ -112,7 +112,7 @@ LINK_REQUEST = _rx(r"\b(?:(?:can|could|would|will) you|you can|you could) (?:ple
                    r"\b(?:can|could|may) i (?:get|have) (?:the |that |your |a |an )?(?:application |sign-?up |registration |"
                    r"payment )?link\b")
 YES = re.compile(r"^\W*(?:(?:um+|uh+|oh|well|hmm+|ah)\W+)?(?:yes|yeah|yep|yup|sure|okay|ok|alright|all right|of course|"
-                 r"absolutely|definitely|certainly|please do|go ahead|sounds good|that works|that'?s fine|fine|why not|"
+                 r"absolutely|definitely|certainly|please do|go ahead|(?:(?:it|that|this) )?sounds (?:good|great|fine)|that works|that'?s fine|fine|why not|"
                  r"let'?s do it|perfect|great|no problem|(?:i have )?no objections?|i (?:don'?t|do not) have any objections?)\b", re.IGNORECASE)
 NO = re.compile(r"^\W*(?:no(?!\W+(?:problem|worries)\b)|nope|nah|not really|i (?:don'?t|do not) want\b|i'?d rather not)\b",
                 re.IGNORECASE)
@@ -350,6 +350,10 @@ def read_cues(customer: str, agent_before: str = "") -> Cues:
     cues.commit = _find(COMMIT, parts, guard=True) or _find(LINK_REQUEST, parts, guard=False)
     if not cues.commit and ASKS_TIME.search(agent_before or ""):
         cues.commit = _find(TIME_ONLY, parts, guard=True) or _find(TIME_ASKED, parts, guard=False)
+    if not cues.commit and cues.proposal and WHEN.search(agent_before or ""):
+        # "Can you confirm the test drive at the showroom?" to a slot the agent named
+        cues.commit = _find(_rx(r"\b(?:can|could|would|will) you (?:please )?confirm (?:the|my|that|this) (?:test[- ]drive|booking|"
+                                r"appointment|slot|time)\b"), parts, guard=False)
     if not cues.commit and not BARGAIN.search(canon(customer)):
         cues.commit = _find(AMOUNT, parts, guard=True)
     cues.defer = _find(DEFER, parts, guard=False)

@@ -554,3 +554,11 @@ def test_seed_2828_finance_and_insurance_phrasings():
     short = [T("agent", "The minimum is 10,000 RMB."), T("user", "OK, I understand. But I don't have 10,001 RMB, can I use some of my savings?"),
              T("agent", "I'll let you know."), T("user", "I'm sorry, but I don't have the money to subscribe.")]
     assert decide_call(short).outcome == "withdraw" and decide_call(short[:2]).outcome == "undecided"
+
+
+def test_seed_2828_automotive_phrasings():
+    slot = "Shall I book you a 30-minute test drive at our showroom this Saturday at 10 am?"
+    assert read_cues("It sounds good to me. I would prefer a 30-minute test drive.", slot).agree
+    assert read_cues("I'm sorry, but I need to confirm my decision. Can you confirm the test drive at the showroom?",
+                     "I'd love to book a 30-minute test drive at our showroom this Saturday at 10 am.").commit
+    assert not read_cues("Can you confirm the test drive at the showroom?", "We have test drives at the showroom.").commit
