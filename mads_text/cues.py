@@ -112,7 +112,7 @@ LINK_REQUEST = _rx(r"\b(?:(?:can|could|would|will) you|you can|you could) (?:ple
                    r"\b(?:can|could|may) i (?:get|have) (?:the |that |your |a |an )?(?:application |sign-?up |registration |"
                    r"payment )?link\b")
 YES = re.compile(r"^\W*(?:(?:um+|uh+|oh|well|hmm+|ah)\W+)?(?:yes|yeah|yep|yup|sure|okay|ok|alright|all right|of course|"
-                 r"absolutely|definitely|certainly|please do|go ahead|(?:(?:it|that|this) )?sounds (?:good|great|fine)|that works|that'?s fine|fine|why not|"
+                 r"absolutely|definitely|certainly|please do|go ahead|(?:(?:it|that|this) )?sounds good|that works|that'?s fine|fine|why not|"
                  r"let'?s do it|perfect|great|no problem|(?:i have )?no objections?|i (?:don'?t|do not) have any objections?)\b", re.IGNORECASE)
 NO = re.compile(r"^\W*(?:no(?!\W+(?:problem|worries)\b)|nope|nah|not really|i (?:don'?t|do not) want\b|i'?d rather not)\b",
                 re.IGNORECASE)
