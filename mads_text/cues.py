@@ -59,7 +59,7 @@ COMMIT = _rx(
     rf"(?: {_ADV})* (?:{_ACT})\b",
     # paying or investing is a commitment only from someone saying they will, not "I can pay 200 a month"
     rf"\b(?:i'?ll|i will|i want to|i'?d like to|i would like to|i'?m ready to|i am ready to|i'?m going to|{_EAGER})(?: {_ADV})* "
-    r"(?:invest (?:in (?:it|this|that|the \w+)|[\d,]+|the)|pay (?:the (?:(?:monthly|annual|yearly|first|full) )?(?:premium|deposit|first|fee|price)|"
+    r"(?:invest (?:in (?:it|this|that|the \w+)|[\d,]+|the)|pay (?:(?:this|that) amount|the (?:(?:monthly|annual|yearly|first|full) )?(?:premium|deposit|first|fee|price|amount)|"
     r"it\b|for it)|(?:pay|invest)(?=\W*$))",
     r"\b(?:send|text|email|message) (?:me |over )?(?:the |that |your |a )?(?:application |sign-?up |registration |payment |purchase )?link\b",
     # an order to book, at the head of a clause ("Book me for Saturday", "Okay, please reserve a slot"); "I need to
@@ -79,6 +79,7 @@ COMMIT = _rx(
     r"\bi'?m (?:okay|ok|fine|happy|good) with (?:the|that|this) (?:[\w,]+ ){0,4}(?:plan|policy|option|trim|offer|appointment|"
     r"slot|time|test[- ]drive|visit|booking)\b(?! i (?:have|already|got))",
     r"\b(?:i'?ll|i will|i can|i'?m ready to|i am ready to) start (?:it |the application )?(?:right away|right now|now|today)\b",
+    r"\blet me (?:get|do|start|fill (?:in|out)|complete) (?:it|that|this|the \w+)\b[^.?!]{0,20}\b(?:right away|right now|now|today)\b",
     # a second act joined to a first ("I'll get the money and subscribe to the product"), not after thinking it over
     rf"\b(?:i'?ll|i will)(?: {_ADV})* (?!think|talk|discuss|consider|ask|check|see|look|wait|sleep)\w+ (?:[\w,']+ ){{0,4}}and (?:then )?"
     rf"(?:{_ACT})\b(?![^.?!]*\b(?:if|unless)\b)",

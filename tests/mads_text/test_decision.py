@@ -562,3 +562,11 @@ def test_seed_2828_automotive_phrasings():
     assert read_cues("I'm sorry, but I need to confirm my decision. Can you confirm the test drive at the showroom?",
                      "I'd love to book a 30-minute test drive at our showroom this Saturday at 10 am.").commit
     assert not read_cues("Can you confirm the test drive at the showroom?", "We have test drives at the showroom.").commit
+
+
+def test_make_run_phrasings():
+    assert read_cues("OK, let me get it right away.", "Do you need to wait for the link or can you get it right away?").commit
+    assert read_cues("Li Wei, I'll pay this amount now.", "Li Wei, I'll send you the application link now.").commit
+    later = read_cues("Li Wei, I'll pay this amount on January 1 of the next year.", "Shall I send you the link?")
+    assert later.defer and not later.commit
+    assert not read_cues("Let me get back to you later.").commit
