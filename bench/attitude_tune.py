@@ -37,6 +37,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+# mads_text.attitude.COARSE, written out so that `fit` runs where only torch, transformers and scikit-learn are installed
 COARSE = ["negative", "neutral", "positive", "acceptance"]
 DATA = ROOT / "tests" / "data"
 
@@ -80,7 +81,7 @@ def tuned_names(n_layers: int, top: int) -> list[str]:
     return [f"encoder.encoder.layer.{i}." for i in range(n_layers - top, n_layers)] + ["head."]
 
 
-SETTINGS = [  # (tuned top layers, learning rate, epochs, domain marker); 4 layers in fp16 would ship as about 14 MB
+SETTINGS = [  # (tuned top layers, learning rate, epochs, domain marker)
     (2, 1e-4, 4, False), (2, 2e-4, 4, False), (3, 5e-5, 4, False), (3, 1e-4, 4, False), (4, 5e-5, 4, False),
     (4, 1e-4, 4, False), (3, 1e-4, 8, False), (4, 5e-5, 8, False), (3, 1e-4, 12, False),
     (3, 1e-4, 8, True), (4, 1e-4, 8, True), (3, 2e-4, 8, True), (3, 1e-4, 12, True),
@@ -163,7 +164,6 @@ def score(rows: list[dict], probs: np.ndarray) -> dict:
 
 def fit_one(rows: list[dict], top: int, lr: float, seed: int, device: str, encoder: str, epochs: int = 4,
             marker: bool = False, batch: int = 32):
-    import torch
     from transformers import AutoModel, AutoTokenizer
 
     torch.manual_seed(seed)
@@ -204,8 +204,6 @@ def fit_one(rows: list[dict], top: int, lr: float, seed: int, device: str, encod
 
 
 def predict(model, tok, rows: list[dict], device: str, marker: bool = False) -> np.ndarray:
-    import torch
-
     out = np.zeros((len(rows), len(COARSE)), dtype=np.float32)
     with torch.inference_mode():
         for i in range(0, len(rows), 64):
@@ -214,6 +212,23 @@ def predict(model, tok, rows: list[dict], device: str, marker: bool = False) -> 
             out[i : i + len(chunk)] = torch.softmax(model(enc["input_ids"], enc["attention_mask"],
                                                           enc["token_type_ids"]).float(), -1).cpu().numpy()
     return out
+
+
+def read_rounds(path: Path) -> list[dict]:
+    """The rounds ``prepare`` wrote; a line that is not one is reported by file and line number."""
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line)
+            missing = {"set", "dialogue", "prev", "text", "label", "gate", "linear"} - set(r)
+        except (json.JSONDecodeError, TypeError) as e:
+            raise SystemExit(f"{path}:{n}: not a JSON object ({e})") from None
+        if missing or r["label"] not in COARSE:
+            raise SystemExit(f"{path}:{n}: missing {sorted(missing)} or label not one of {COARSE}: rerun `prepare`")
+        rows.append(r)
+    return rows
 
 
 def folds(rows: list[dict], k: int, seed: int) -> list[np.ndarray]:
@@ -227,7 +242,7 @@ def fit(rounds: Path, device: str, encoder: str | None, settings=SETTINGS, seeds
         from mads_text.common import assets
 
         encoder = str(assets.minilm_dir())
-    rows = [json.loads(x) for x in rounds.read_text(encoding="utf-8").splitlines() if x.strip()]
+    rows = read_rounds(rounds)
     held = ("p4g_test", "sales_test", "heldout")
     by = {n: [r for r in rows if r["set"] == n] for n in ("p4g_train", "sales_train", *held)}
     train = by["p4g_train"] + by["sales_train"]

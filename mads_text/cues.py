@@ -334,6 +334,11 @@ def proposes(agent_turn: str) -> bool:
                                         for s in parts[last + 1:])
 
 
+# "Can you confirm the test drive at the showroom?" to a slot the agent named asks for the booking
+CONFIRM_SLOT = _rx(r"\b(?:can|could|would|will) you (?:please )?confirm (?:the|my|that|this) (?:test[- ]drive|booking|appointment|"
+                   r"slot|time)\b")
+# "Okay, I understand." acknowledges; it is no yes to a proposal
+ACKNOWLEDGES = re.compile(r"\W*(?:ok(?:ay)?|alright|all right|yes|yeah)\W+i (?:understand|see|know)\W*", re.IGNORECASE)
 CANCELS = _rx(r"\bcancel\b", r"\bstop (?:the|this|here)\b", r"\bend (?:the|this|our) call\b", r"\bcall it a day\b")
 SAYS_YES = _rx(r"\bsay yes\b", r"^\W*(?:yes|yeah|ok|okay|sure)\W*$")
 
@@ -352,9 +357,7 @@ def read_cues(customer: str, agent_before: str = "") -> Cues:
     if not cues.commit and ASKS_TIME.search(agent_before or ""):
         cues.commit = _find(TIME_ONLY, parts, guard=True) or _find(TIME_ASKED, parts, guard=False)
     if not cues.commit and cues.proposal and WHEN.search(agent_before or ""):
-        # "Can you confirm the test drive at the showroom?" to a slot the agent named
-        cues.commit = _find(_rx(r"\b(?:can|could|would|will) you (?:please )?confirm (?:the|my|that|this) (?:test[- ]drive|booking|"
-                                r"appointment|slot|time)\b"), parts, guard=False)
+        cues.commit = _find(CONFIRM_SLOT, parts, guard=False)
     if not cues.commit and not BARGAIN.search(canon(customer)):
         cues.commit = _find(AMOUNT, parts, guard=True)
     cues.defer = _find(DEFER, parts, guard=False)
@@ -400,8 +403,7 @@ def read_cues(customer: str, agent_before: str = "") -> Cues:
         hedged = len(parts) > 1 and BUT.match(parts[1])
         # nor "Okay, if I subscribe 10,000 today, I'll get ... which is almost nothing"
         hedged = hedged or bool(re.search(r"\b(?:if|unless|whether)\b", first, re.I))
-        # nor "Okay, I understand.", which acknowledges
-        hedged = hedged or bool(re.fullmatch(r"\W*(?:ok(?:ay)?|alright|all right|yes|yeah)\W+i (?:understand|see|know)\W*", first, re.I))
+        hedged = hedged or bool(ACKNOWLEDGES.fullmatch(first))
         if YES.search(first) and not hedged and not re.search(r"\bbut\b", first, re.I) and not first.rstrip().endswith("?"):
             cues.agree = first
         elif NO.search(first) and not cues.refuse and not cues.defer:  # "No, I'll think about it." postpones
