@@ -137,6 +137,11 @@ def agent_note(history: list[Turn], agent_name: str, user_name: str, step: str) 
     return f'({agent_name} asks {user_name} for the next step, in words like: "{step}")\n'
 
 
+# after a sample that only said again what the agent had said (most often the step, quoted by the reminder above, word
+# for word turn after turn), the reminder quotes nothing
+AGAIN_NOTE = "({agent} has said that before; now {agent} answers {user}'s last words with something new, in other words.)\n"
+
+
 def narration(*names: str) -> re.Pattern:
     """A speaker telling the call in the third person ("Mei says that she has decided to purchase the policy. Mei
     accepts the offer and Li Wei does not proceed."): the transcript's narrator, not anyone on the phone."""
@@ -166,7 +171,8 @@ class _Participant:
     own_name: str
     other_name: str
 
-    def _prompt(self, history: list[Turn]):
+    def _prompt(self, history: list[Turn], again: bool = False):
+        """The prompt for the next line; ``again`` after a sample that only repeated the call."""
         raise NotImplementedError
 
     def impersonation(self) -> list[str | re.Pattern]:
@@ -184,6 +190,8 @@ class _Participant:
         best: Cleaned | None = None
         best_repeats = 0
         for attempt in range(self.max_retries + 1):
+            if reply.notes and reply.notes[-1] == "only repeats":
+                prompt = self._prompt(history, again=True)
             stop = [f"\n{self.other_name}:", f"\n{self.own_name}:"]
             if self.mode == "transcript":
                 stop = ["\n", f"{self.other_name}:", f"{self.own_name}:"]
@@ -288,10 +296,11 @@ class DialogAgent(_Participant):
         self.other_name = user_name
         self.system_prompt = render_agent_prompt(scenario, self.prompt_k)
 
-    def _prompt(self, history: list[Turn]):
+    def _prompt(self, history: list[Turn], again: bool = False):
         if self.mode == "transcript":
             header = agent_transcript_header(self.scenario, self.other_name, self.prompt_k)
-            return header + transcript_lines(history, self.own_name, self.other_name) + self._note(history) + f"{self.own_name}:"
+            note = self._again() if again and self.note else self._note(history)
+            return header + transcript_lines(history, self.own_name, self.other_name) + note + f"{self.own_name}:"
         msgs = [Message(role="system", content=self.system_prompt), Message(role="user", content=prompts.CALL_CONNECTED)]
         for t in history:
             msgs.append(Message(role="assistant" if t.role == "agent" else "user", content=t.text))
@@ -318,11 +327,15 @@ class DialogAgent(_Participant):
             self._note_for = (key, agent_note(history, self.own_name, self.other_name, step))
         return self._note_for[1]
 
+    def _again(self) -> str:
+        return AGAIN_NOTE.format(agent=self.own_name, user=self.other_name)
+
     def directions(self, history: list[Turn]) -> list[str | re.Pattern]:
         # how to lead the call (not the task or the facts, which are meant to be said; nor the next step, which is
         # meant to be asked for)
         frame = self._note(history).split(": ", 1)[0]  # the step's own words are meant to be said
-        return [agent_guidance(self.scenario, self.other_name), FACTS_FRAME, *([frame] if frame else [])]
+        return [agent_guidance(self.scenario, self.other_name), FACTS_FRAME, *([frame] if frame else []),
+                *([self._again()] if self.note else [])]
 
 
 class UserAgent(_Participant):
@@ -382,7 +395,7 @@ class UserAgent(_Participant):
         note = re.sub(r'"[^"]*"', "", stance_note(self.stance, history, self.own_name))
         return [LEANING_TEXT[self.stance.leaning].format(name=self.own_name), note, NOTE_ECHO, MONEY_ECHO]
 
-    def _prompt(self, history: list[Turn]):
+    def _prompt(self, history: list[Turn], again: bool = False):
         if self.mode == "transcript":
             header = user_transcript_header(self.persona, self.scenario, self.stance_text)
             note = stance_note(self.stance, history, self.own_name) if self.stance else ""

@@ -252,6 +252,28 @@ def test_the_agent_is_reminded_to_answer_then_ask_for_the_next_step():
     assert r.text == "It is 288 RMB a month." and r.slips_retried == 1
 
 
+def test_after_repeating_the_step_the_agent_is_not_shown_it_again():
+    # the reminder quotes the step; a sample that only says it again is retried with a reminder that quotes nothing
+    step = SC.agent.next_step
+    h = [Turn(role="agent", text="Hello."), Turn(role="user", text="Hi."),
+         Turn(role="agent", text=f"It pays cash on diagnosis. {step}"), Turn(role="user", text="Okay, that sounds useful.")]
+    be = ScriptedBackend([step, "You can also start with the starter plan and upgrade later."])
+    r = run(DialogAgent(SC, be, "transcript", user_name="Fang").next_turn(h))
+    assert r.text == "You can also start with the starter plan and upgrade later." and r.repeat_retries == 1
+    first, second = be.calls[0][0], be.calls[1][0]
+    assert first.endswith(f'"{step}")\nLi Wei:')
+    assert step not in second.split("Transcript:")[1].rsplit("Fang: Okay", 1)[1]
+    assert second.endswith("in other words.)\nLi Wei:")
+    # reading that reminder aloud is a slip, sampled again
+    be = ScriptedBackend([step, "Li Wei has said that before; now Li Wei answers Fang's last words.", "It is 288 RMB a month."])
+    r = run(DialogAgent(SC, be, "transcript", user_name="Fang").next_turn(h))
+    assert r.text == "It is 288 RMB a month." and r.slips_retried == 1
+    # without reminders the prompt stays as it was
+    be = ScriptedBackend([step, "Anything else?"])
+    run(DialogAgent(SC, be, "transcript", user_name="Fang", note=False).next_turn(h))
+    assert be.calls[0][0] == be.calls[1][0]
+
+
 def test_what_counts_as_a_concern_the_agent_answers_first():
     from mads_text.cues import raises_concern
 
