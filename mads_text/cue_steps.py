@@ -22,11 +22,13 @@ PROPOSAL = _rx(
     r"\b(?:can|could|would|will) you (?:please )?(?:fill (?:in|out)|complete|do the|take the|sign|book|come (?:in|by)|"
     r"schedule|confirm|download|open the app|start the)\b",
     r"\blet'?s (?:go ahead and )?(?:book|schedule|set (?:it|that|you) up|get you|start|reserve|pencil|apply|sign you up)\b",
-    r"\bi (?:can|could|will|'?ll) (?:go ahead and )?(?:send|book|schedule|reserve|set up|arrange) (?:you|it|that|a|the)\b",
+    r"\bi(?: can| could| will|'ll) (?:go ahead and )?(?:send|book|schedule|reserve|set up|arrange) (?:you|it|that|a|the)\b",
     rf"\bwould (?:{_DAYS}|tomorrow|this week|next week)\b[^.?!]{{0,30}}\bwork\b",
     r"\bwe (?:can|could|will|'?ll) (?:go ahead and )?(?:schedule|book|set up|send|arrange|reserve|start)\b",
     # "I would like to book a 30-minute test drive at your showroom this Saturday at 10 am."
     r"\bi(?:'d| would) (?:like|love) to (?:book|schedule|reserve|arrange) (?:you|a|an|the)\b",
+    r"\bis it (?:okay|ok|alright|all right|fine)(?: (?:with|for) you)? if (?:i|we) (?:go ahead and )?(?:send|book|schedule|set|sign|"
+    r"register|arrange|reserve|email|text)\b",
 )
 
 # a proposal counts only when it is about the step that accepts, not "we can start with the premium"
@@ -43,3 +45,9 @@ WH_QUESTION = re.compile(r"^\W*(?:(?:so|and|ok|okay|well)\W+)*(?:how|what|which|
 
 # a question ending in a choice: "Do you want to pay monthly or yearly?", "... at our showroom or at your home?"
 EITHER_OR = re.compile(r"\bor (?:\w+ ){0,2}\w+\W*\?\W*$", re.IGNORECASE)
+
+# the seller's act said by the customer ("Okay, I'll send you the link now."): the agent's line said back, no yes
+SELLER_ACT = re.compile(r"\bi(?:'ll| will| can) (?:send|book|schedule|reserve|arrange) you\b", re.IGNORECASE)
+# a customer speaking of themselves: "No, I can't afford it." declines what the agent said it will do; "No, the cover
+# doesn't stop at 70" corrects a fact
+SELF = re.compile(r"\b(?:i|i'm|me|my|thanks?)\b", re.IGNORECASE)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .cue_steps import ACCEPT_OBJECT, CONFIRMS, EITHER_OR, PROPOSAL, WH_QUESTION
+from .cue_steps import ACCEPT_OBJECT, CONFIRMS, EITHER_OR, PROPOSAL, SELF, SELLER_ACT, WH_QUESTION
 from .cue_times import (
     _DAYS,
     _WHEN,
@@ -114,7 +114,8 @@ LINK_REQUEST = _rx(r"\b(?:(?:can|could|would|will) you|you can|you could) (?:ple
                    r"payment )?link\b")
 YES = re.compile(r"^\W*(?:(?:um+|uh+|oh|well|hmm+|ah)\W+)?(?:yes|yeah|yep|yup|sure|okay|ok|alright|all right|of course|"
                  r"absolutely|definitely|certainly|please do|go ahead|(?:(?:it|that|this) )?sounds good|that works|that'?s fine|fine|why not|"
-                 r"let'?s do it|perfect|great|no problem|(?:i have )?no objections?|i (?:don'?t|do not) have any objections?)\b", re.IGNORECASE)
+                 r"let'?s do it|perfect|great|no problem|(?:i have )?no objections?|i (?:don'?t|do not) have any objections?|"
+                 r"i agree(?! with| that| to))\b", re.IGNORECASE)
 NO = re.compile(r"^\W*(?:no(?!\W+(?:problem|worries)\b)|nope|nah|not really|i (?:don'?t|do not) want\b|i'?d rather not)\b",
                 re.IGNORECASE)
 DEFER = _rx(
@@ -131,7 +132,8 @@ DEFER = _rx(
     r"\bi'?ll (?:consider|look into|look it up|check it out|check online|read up|do some research|research)\b",
     r"\b(?:can'?t|cannot|won'?t|not)\b[^.?!]{0,30}\b(?:right now|at the moment|at (?:this|the present) time|for now|yet)\b",
     r"\blet me (?:think|check|consider|look|see|sleep)\b", r"\bi'?m not sure\b", r"\bnot sure (?:yet|about)\b",
-    r"\bhave to (?:think|check|discuss|talk)\b", r"\bneed to (?:think|check|discuss|talk|consult)\b",
+    # "I need to talk it over with you" talks to the caller, now
+    r"\b(?:have|need) to (?:think|check|discuss|talk|consult)\b(?!(?: (?:it|this|that|about it|about this|about that))?(?: over)? (?:with|to) you\b)",
 )
 REFUSE = _rx(
     r"(?<!\byou're )(?<!\byou are )(?<!\bthey're )not interested\b", r"\bno,? thanks?\b", r"\bi'?m withdrawing\W*$", r"\bno,? thank you\b", r"\bi'?ll pass\b",
@@ -148,7 +150,7 @@ REFUSE = _rx(
     r"\bi (?:won'?t|will not) (?:buy|sign|do|take|apply|book|commit|be buying)\b",
     r"\bi'?m not planning (?:on|to) (?:buy(?:ing)?|get(?:ting)?|purchas(?:e|ing)|chang(?:e|ing))\b[^.?!]{0,25}\bthis year\b",
     r"\bi(?:'?ve| have)? decided (?:not to|against)\b", r"\bi'?ll have to (?:decline|say no|pass)\b",
-    r"\bi (?:decline|refuse)\b", r"\bi(?: think i)?'?ll decline\b",
+    r"\bi (?:decline|refuse)\b", r"\bi(?: think i)?'?ll decline\b", r"\bi (?:can'?t|cannot) agree\W*$",
     # "I'm sorry, but I can't make it." to the test drive; "I can't make it at 3, how about 4?" moves the time
     r"\bi (?:can'?t|cannot|won'?t be able to) make it\b(?![^.?!]*\b(?:at|on|by|then|tomorrow|today|tonight|this(?! time)|next|that day|"
     r"before|until|(?<!this )time|how about|what about)\b)(?!\W*(?:how|what) about\b)", r"\bi (?:really |just |simply )?(?:can'?t|cannot) do (?:it|this|that)(?=\W*$|,)", r"\bno way i (?:can|could|will|'?ll) (?:do|afford|buy|take|sign|subscribe|pay)\b", r"\b(?:need|have|want|going) to (?:decline|refuse|turn down|withdraw\b(?! (?:my|the|some|money|it|cash|funds|from)))(?![^.?!]*\b(?:if|unless)\b)",
@@ -193,6 +195,9 @@ ALTERNATIVE = _rx(FINE_KEEPING, r"\bi (?:don'?t|do not) (?:want|need) to change\
                   r"\b(?:i'?ll|i will|i'?d rather|i would rather|i prefer to|i'?m going to)(?: just)? (?:keep|stick with|stay with)"
                   r"\b[^.?!]{0,40}\binstead\b", r"\bi'?ll (?:just )?(?:keep|stick with|stay with) (?:my|the one i|what i)\b",
                   r"\b(?:i'?d rather|i would rather|i prefer to)(?: just)? (?:keep|stay with|stick (?:with|to)) (?:a|my|the) (?:time )?deposits?\W*$",
+                  # "I want to stick to the petrol car I've been driving"
+                  r"\b(?:i'?ll|i will|i want to|i'?d like to|i would like to|i'?m going to|i am going to|i plan to|i prefer to)(?: just)? "
+                  r"(?:stick|stay) (?:to|with) (?:my|our|the (?:\w+ ){0,2}(?:car|suv|vehicle|one|policy|plan|deposits?) (?:i|we)(?:'ve| have| already))\b",
                   r"\b(?:i'?ll|i'?d rather|i prefer to|i'?m going to)(?: just)? (?:keep|leave) (?:it|my money|the money|my savings)"
                   r" (?:in|at|with) (?:the |my |a )?(?:time deposit|deposits?|bank|savings|current account|account)\b")
 # "I can't afford it" is an objection the first time; said again after the agent's answer it is a no
@@ -215,10 +220,12 @@ PRICE_DOUBT = _rx(r"\bnot sure (?:(?:if|whether|that) )?i (?:can|could) (?:affor
                   r"\b(?:it|that|this)(?:'s| is| looks| seems)(?: like it's)? (?:quite|very|really|rather|so|a bit) expensive\b(?!,? but\b)")
 # a request for information keeps a repeated price objection a negotiation ("I need to know what cover I can get")
 REQUEST = _rx(r"\b(?:need|want|would like|'d like) to (?:know|understand|see|hear)\b", r"\btell me\b", r"\bexplain\b",
-              r"\bwondering (?:whether|if|about)\b",
+              r"\bwondering (?:whether|if|about)\b", r"\b(?:need|want|would like|'d like) to talk (?:to|with) you\b",
               r"\bneed (?:your |some )?help\b", r"\bbut i (?:still )?(?:want|would like|'d like|need|like)\b",
               r"\bis there (?:a|any)\b", r"\bdo you have\b", r"\b(?:what|which) (?:kind|sort|type|options?|other)\b",
               r"\b(?:a )?cheaper\b", r"\b(?:lower|smaller|less expensive)\b")
+# a refusal that only says the offer is not needed
+NEED_ONLY = re.compile(r"\b(?:don'?t|do not)(?: think (?:i|we))? need\b", re.IGNORECASE)
 END = _rx(
     r"\b(?:good ?bye|bye|bye-bye)\b", r"\bhave a (?:good|nice|great|lovely) (?:day|one|evening|afternoon|night)\b",
     r"\bhang(?:ing)? up\b", r"\bi (?:have|need|got) to go\b(?! ahead| on\b| through| over| with| for| and| to)", r"\bgotta go\b", r"\btalk (?:to you )?(?:later|soon)\b",
@@ -365,6 +372,9 @@ def read_cues(customer: str, agent_before: str = "") -> Cues:
     said = [c for c in parts if not REPORTED.search(c)]
     cues.refuse = (_find(REFUSE, said, guard=False) or _find(NEG_COMMIT, said, guard=True) or _find(ALTERNATIVE, parts, guard=True)
                    or (None if PREFERS.search(canon(customer)) else _find(NOT_FOR_ME, said, guard=False)))
+    # "I don't need another one. I just want to know if it will help me ..." still asks about the offer
+    if cues.refuse and NEED_ONLY.search(cues.refuse) and any(REQUEST.search(canon(c)) for c in parts[parts.index(cues.refuse) + 1:]):
+        cues.refuse = None
     cues.end = _find(END, parts, guard=False)
     cues.soft_no = _unconditional(SOFT_NO, parts)
     # "Is that so? I can't afford to pay that much." asks for nothing: the question came before the objection
@@ -404,10 +414,16 @@ def read_cues(customer: str, agent_before: str = "") -> Cues:
         # nor "Okay, if I subscribe 10,000 today, I'll get ... which is almost nothing"
         hedged = hedged or bool(re.search(r"\b(?:if|unless|whether)\b", first, re.I))
         hedged = hedged or bool(ACKNOWLEDGES.fullmatch(first))
+        # "Okay, I'll send you the link now." says the seller's line back
+        hedged = hedged or bool(SELLER_ACT.search(customer))
+        # after "I'll send you the link now." (told, not asked) a "No" that speaks of the offer corrects a fact
+        told = not any(asks_for_step(c) and c.rstrip().endswith("?") for c in clauses(agent_before))
         if YES.search(first) and not hedged and not re.search(r"\bbut\b", first, re.I) and not first.rstrip().endswith("?"):
             cues.agree = first
-        elif NO.search(first) and not cues.refuse and not cues.defer:  # "No, I'll think about it." postpones
+        elif (NO.search(first) and not cues.refuse and not cues.defer  # "No, I'll think about it." postpones
+              and not (told and len(first.split()) > 2 and not SELF.search(customer))):
             cues.refuse = first
+
     elif (parts and not cues.refuse and NO.search(parts[0]) and ASKS_TIME.search(agent_before or "")
           and any(names_step(c) for c in clauses(agent_before))
           and not WHEN.search(customer) and "?" not in customer

@@ -570,3 +570,32 @@ def test_make_run_phrasings():
     later = read_cues("Li Wei, I'll pay this amount on January 1 of the next year.", "Shall I send you the link?")
     assert later.defer and not later.commit
     assert not read_cues("Let me get back to you later.").commit
+
+
+def test_seed_2929_phrasings():
+    assert read_cues("The price is too high for me. I want to stick to the petrol car I've been driving for years.").refuse
+    assert not read_cues("If it's not cheaper, I want to stick to my petrol car.").refuse
+    assert not read_cues("I want to stick to the plan we discussed.").refuse
+    # talking it over with the caller, now, is no postponement
+    assert not read_cues("Li Wei, I still have doubts. I need to talk it over with you.").defer
+    assert read_cues("I need to talk it over with my wife.").defer
+    link = "Is it okay with you if I send you the application link now?"
+    assert read_cues("I don't have any objections.", link).agree
+    assert read_cues("I agree.", "Perfect. Then I'll send you the application link now.").agree
+    assert not read_cues("I agree with you, but it is a lot of money.", link).agree
+    # "I don't need another one" followed by a question about the offer still asks about it
+    assert not read_cues("I already have a policy, so I don't need another one. I just want to know if it will help me.").refuse
+    assert read_cues("I already have a policy, so I don't need another one.").refuse
+    assert read_cues("I'm sorry, I can't agree.").refuse
+    # a repeated price objection with a wish to talk it through still negotiates
+    price = [T("agent", "It is 288 RMB a month."), T("user", "I can't afford the premium."),
+             T("agent", "The starter plan is 178 RMB."), T("user", "Li Wei, I just can't afford this. I need to talk to you about it.")]
+    assert decide_call(price).outcome == "undecided"
+    price[-1] = T("user", "Li Wei, I just can't afford this.")
+    assert decide_call(price).outcome == "withdraw"
+    # what the agent says it will do is a proposal too; the customer saying it back, or correcting a fact, is no answer
+    told = "I'll send you the application link now."
+    assert read_cues("No, I can't afford it.", told).refuse
+    assert not read_cues("No, the policy's coverage doesn't stop until the policyholder dies.", told).refuse
+    assert not read_cues("Okay, I'll send you the link now.", told).agree
+    assert read_cues("Okay, please do.", told).agree
