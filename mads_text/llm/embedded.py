@@ -44,6 +44,10 @@ def _load_server(path: Path, n_parallel: int, n_ctx_per_slot: int, threads: int,
         p.cpuparams.n_threads = threads
         p.cpuparams_batch.n_threads = threads
         p.warmup = False
+        # llama.cpp keeps evicted prompts in host RAM, up to 8 GiB by default: three simulate processes at concurrency 12
+        # each reached 8 GiB resident and one was killed on a 24 GiB machine. MADS_LLM_CACHE_RAM_MIB caps it (0: off)
+        if os.environ.get("MADS_LLM_CACHE_RAM_MIB"):
+            p.cache_ram_mib = int(os.environ["MADS_LLM_CACHE_RAM_MIB"])
         if speculative:
             p.speculative.types = [getattr(xl.common_speculative_type, "COMMON_SPECULATIVE_TYPE_" + speculative.upper().replace("-", "_"))]
         # llama.cpp logs every slot event; MADS_LLAMA_LOG=1 brings the log back for debugging
