@@ -129,7 +129,7 @@ DEFER = _rx(
     r"\b(?:need|want) (?:some |more )?time\b", r"\bnot ready\b",
     r"\b(?:send|email|mail|text|give) me (?:some |more |the |a |your )?(?:information|info|details|brochure|materials?|"
     r"documents?|paperwork|terms|quote)\b",
-    r"\bi'?ll (?:consider|look into|look it up|check it out|check online|read up|do some research|research)\b",
+    r"\bi'?ll (?:consider|look into|look it up|check it out|check online|read up|do some research|research)\b", r"\breconsider\b",
     r"\b(?:can'?t|cannot|won'?t|not)\b[^.?!]{0,30}\b(?:right now|at the moment|at (?:this|the present) time|for now|yet)\b",
     r"\blet me (?:think|check|consider|look|see|sleep)\b", r"\bi'?m not sure\b", r"\bnot sure (?:yet|about)\b",
     # "I need to talk it over with you" talks to the caller, now
@@ -155,7 +155,7 @@ REFUSE = _rx(
     r"\bi (?:can'?t|cannot|won'?t be able to) make it\b(?![^.?!]*\b(?:at|on|by|then|tomorrow|today|tonight|this(?! time)|next|that day|"
     r"before|until|(?<!this )time|how about|what about)\b)(?!\W*(?:how|what) about\b)", r"\bi (?:really |just |simply )?(?:can'?t|cannot) do (?:it|this|that)(?=\W*$|,)", r"\bno way i (?:can|could|will|'?ll) (?:do|afford|buy|take|sign|subscribe|pay)\b", r"\b(?:need|have|want|going) to (?:decline|refuse|turn down|withdraw\b(?! (?:my|the|some|money|it|cash|funds|from)))(?![^.?!]*\b(?:if|unless)\b)",
     r"\b(?:decline|turn down|refuse) (?:the|your|this|that) (?:offer|proposal|product|plan)\b", r"\bno deal\b", r"\bnot going to happen\b", r"\bforget (?:it|about it)\b",
-    r"\bi'?ll (?:look|shop) (?:elsewhere|somewhere else|around)\b",
+    r"\bi'?ll (?:look|shop) (?:elsewhere|somewhere else|around)\b", r"\bi'?ll (?:look at|go for|try|check) (?:the next|another|other|a different) (?:option|product|offer|bank)s?\b",
     r"\b(?:find|get|buy) (?:a|an|one|another|something)\b[^.?!]{0,30}\b(?:elsewhere|somewhere else)\b",
     r"\b(?:stay|keep) away from (?:it|this|that)\b",
     r"\bi'?m (?:going to|gonna) stay away\b",
@@ -206,7 +206,7 @@ SOFT_NO = _rx(
     r"\bnot sure (?:if|whether) [^.?!]{0,30}\bis affordable\b", r"\b(?:don'?t|do not) think i can afford\b", r"\btoo expensive\b", r"\btoo much (?:money|for me)\b",
     r"\b(?:premium|price|cost|it|that|this|rmb|yuan|\d)\b[^.?!,]{0,12}\b(?:is|'s) too much\b",
     r"\bout of my (?:budget|price range|range)\b", r"\bmore than i can (?:afford|pay|spend|put)\b",
-    r"\bdon'?t have (?:the|that kind of|enough|any) money\b", r"\b(?:don'?t|do not) have (?:the )?[\d,]{4,}(?: rmb| yuan)?\b",
+    r"\bdon'?t have (?:the|that|this|that kind of|enough|any) money\b", r"\b(?:don'?t|do not) have (?:the )?[\d,]{4,}(?: rmb| yuan)?\b",
     r"\b(?:can'?t|cannot|(?:don'?t|do not) think i can) (?:invest|lock (?:away|up)) (?:the|that|this|my|so much|that much) money\b", r"\bno money to spare\b", r"\bnot in (?:my|the) budget\b",
     r"\bmoney is (?:tight|short)\b", r"\b(?:can'?t|(?:don'?t|do not) want to) take on (?:another|any more|more)\b", r"\bcan'?t (?:pay|spend) (?:that|this|so) much\b",
     r"\bcan'?t (?:put|pay|spend|afford) more than\b", r"\bnot affordable\b", r"\bunaffordable\b", r"\bmore than i (?:want|'?m willing|am willing) to (?:spend|pay|put)\b",
@@ -217,6 +217,7 @@ SOFT_NO = _rx(
 )
 # a doubt about the price ("I'm not sure if I can afford it") makes a later "I can't afford it" the second saying
 PRICE_DOUBT = _rx(r"\bnot sure (?:(?:if|whether|that) )?i (?:can|could) (?:afford|pay|handle)\b", r"\bmake sure i can afford\b",
+                  r"\bnot sure (?:if|whether) (?:it|this|that) fits my budget\b", r"\bnot sure (?:if|whether) i have enough (?:money|savings|funds)\b",
                   r"\b(?:it|that|this)(?:'s| is| looks| seems)(?: like it's)? (?:quite|very|really|rather|so|a bit) expensive\b(?!,? but\b)")
 # a request for information keeps a repeated price objection a negotiation ("I need to know what cover I can get")
 REQUEST = _rx(r"\b(?:need|want|would like|'d like) to (?:know|understand|see|hear)\b", r"\btell me\b", r"\bexplain\b",

@@ -599,3 +599,13 @@ def test_seed_2929_phrasings():
     assert not read_cues("No, the policy's coverage doesn't stop until the policyholder dies.", told).refuse
     assert not read_cues("Okay, I'll send you the link now.", told).agree
     assert read_cues("Okay, please do.", told).agree
+
+
+def test_seed_2929_finance_phrasings():
+    assert read_cues("I want the highest interest rate, so I'll look at the next option.").refuse
+    assert read_cues("But I don't have that money either.").soft_no
+    assert read_cues("I need to reconsider before making a decision.").defer
+    # a doubt about the budget makes the later "I don't have 10,000 spare" the second saying
+    calls = [T("agent", "Would you like to subscribe 10,000 RMB in the app today?"), T("user", "I am not sure if it fits my budget."),
+             T("agent", "I understand your situation."), T("user", "I don't have 10,000 spare to lock away.")]
+    assert decide_call(calls).outcome == "withdraw" and decide_call(calls[:2]).outcome == "undecided"
