@@ -41,6 +41,7 @@ from .replies import (
     ASSISTANT_RX,
     CUSTOMER_RX,
     FACTS_FRAME,
+    LOOPED,
     SALES_LINES,
     SALES_RX,
     Cleaned,
@@ -241,7 +242,7 @@ class _Participant:
                 reply.empty_retries += 1
             elif res.retry == "marker only":
                 reply.marker_only_retries += 1
-            elif res.retry in ("only repeats", CUT_RETRY):
+            elif res.retry in ("only repeats", CUT_RETRY, LOOPED):
                 reply.repeat_retries += 1
             else:
                 reply.slips_retried += 1
@@ -251,7 +252,7 @@ class _Participant:
         if best.cleaned:
             reply.slips_cleaned += 1
         reply.repeats_removed = best_repeats
-        if best.retry == "only repeats":  # every sample only repeated itself: kept as written, and counted
+        if best.retry in ("only repeats", LOOPED):  # every sample only repeated itself: kept as written, and counted
             reply.repeats_kept = len(sentences(best.text))
         elif best.retry not in (None, "empty", "marker only", CUT_RETRY):
             reply.slips_kept = 1

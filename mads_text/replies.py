@@ -149,6 +149,8 @@ def clean_reply(
     core, marker = extract_marker(text)
     if not re.search(r"[^\W_]", STAGE_ONLY.sub("", core)):
         return Cleaned(text, cleaned, "empty")
+    if LOOP.search(core):
+        return Cleaned(text, cleaned, LOOPED)
     if other_last and len(norm_words(core)) >= 4 and _overlap(core, other_last) >= 0.8:
         return Cleaned(text, cleaned, "echoed the other speaker")
     for phrase in impersonation or []:
@@ -175,6 +177,9 @@ def _echoed_sentence(said: str, other_said: list[str]) -> str | None:
     return None
 
 
+# a sample stuck in a loop: the same one to three words six times or more in a row ("No, no, no, no, no, no, ...")
+LOOP = re.compile(r"\b(\w+(?:\W+\w+){0,2})(?:\W+\1\b){5,}", re.IGNORECASE)
+LOOPED = "looped"
 PAREN = re.compile(r"\(([^()]{3,300})\)")
 DIRECTION_WORDS = 3  # a parenthesis sharing three words in a row with the directions is one of them
 # the header's "Product facts Chen Jie can use" read out as "You can use the fact that ..."

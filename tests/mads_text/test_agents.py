@@ -210,6 +210,21 @@ def test_a_customer_repeating_a_whole_turn_is_sampled_again_hotter():
     assert r.text == "Why are you calling me?" and r.repeat_retries == 1
 
 
+def test_a_sample_stuck_in_a_loop_is_sampled_again_and_counted_if_kept():
+    said = [Turn(role="agent", text="Hello Linda."), Turn(role="user", text="Hi."),
+            Turn(role="agent", text="Can I ask you a question first?")]
+    loop = "No, " * 20
+    be = ScriptedBackend([loop, "Sure, go ahead."])
+    r = run(UserAgent(P, SC, be, "transcript", seed=1).next_turn(said))
+    assert r.text == "Sure, go ahead." and r.repeat_retries == 1
+    be = ScriptedBackend([loop] * 3)
+    r = run(UserAgent(P, SC, be, "transcript", seed=1).next_turn(said))
+    assert r.text == loop.strip() and r.repeats_kept == 1 and r.slips_kept == 0
+    # a few words said twice or thrice are speech, not a loop
+    be = ScriptedBackend(["No, no, no. I said no."])
+    assert run(UserAgent(P, SC, be, "transcript", seed=1).next_turn(said)).repeat_retries == 0
+
+
 def test_stance_notes_follow_the_persona():
     from mads_text.agents import stance_note
     from mads_text.stance import Stance
