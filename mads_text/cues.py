@@ -402,8 +402,8 @@ def read_cues(customer: str, agent_before: str = "") -> Cues:
         own = TEST_DRIVE_WISH.search(canon(cues.commit))
         if not any(WHEN.search(canon(t)) or HOME_OR_CONTACT.search(t) for t in ((customer,) if own else (customer, agent_before))):
             cues.commit = None
-    # "I will say yes." to "Can we cancel the application for now?" says yes to stopping
-    if cues.commit and CANCELS.search(agent_before or "") and SAYS_YES.search(canon(cues.commit)):
+    # "I will say yes." to "Can we cancel it for now?" says yes to stopping; "I will book you a ..." is the seller's line
+    if cues.commit and ((CANCELS.search(agent_before or "") and SAYS_YES.search(canon(cues.commit))) or SELLER_ACT.search(cues.commit)):
         cues.commit = None
     # "Yes, I can say yes to that." to "Can you tell me what the running cost is?" says yes to nothing
     if cues.commit and re.search(r"\bsay yes to (?:that|this|it)\b", cues.commit, re.I) and not cues.proposal:

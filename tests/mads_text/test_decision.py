@@ -609,3 +609,7 @@ def test_seed_2929_finance_phrasings():
     calls = [T("agent", "Would you like to subscribe 10,000 RMB in the app today?"), T("user", "I am not sure if it fits my budget."),
              T("agent", "I understand your situation."), T("user", "I don't have 10,000 spare to lock away.")]
     assert decide_call(calls).outcome == "withdraw" and decide_call(calls[:2]).outcome == "undecided"
+    # the seller's act in the customer's mouth commits to nothing; the customer's own booking does
+    ask = "I will book you a branch appointment tomorrow, okay?"
+    assert not read_cues("I will book you a branch appointment in the app today.", ask).commit
+    assert read_cues("I will book a branch appointment in the app tomorrow.", ask).commit
