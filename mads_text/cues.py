@@ -70,6 +70,7 @@ COMMIT = _rx(
     r"\b(?:it'?s|that'?s) a deal\b", r"^\W*deal\b",
     r"\bi accept\b(?! that)", r"\b(?:i'?m|i am) ready to accept\b(?! (?:that|the fact|it if))", r"\bi agree to (?:subscribe|buy|purchase|apply|sign|book|register|it\b|this\b|the (?:offer|terms|plan|policy))",
     r"\bmy (?:phone )?(?:number|email|contact)(?: details)? is\b", r"\byou can (?:reach|call|contact|text) me (?:at|on)\b",
+    r"\b(?:i'?ll|i will|i can|let me) (?:provide|give|send)(?: you)? my (?:phone )?(?:number|email(?: address)?|contact(?: details)?)\b",
     rf"\b(?:{_DAYS}|tomorrow|tonight|this evening)\b[^.?!]{{0,40}}"
     r"\b(?:works|is fine|is good|suits me|sounds good|is perfect|it is)\b",
     rf"\bsee you (?:on|at|then|tomorrow|{_DAYS})\b",
@@ -157,8 +158,7 @@ REFUSE = _rx(
     r"\b(?:decline|turn down|refuse) (?:the|your|this|that) (?:offer|proposal|product|plan)\b", r"\bno deal\b", r"\bnot going to happen\b", r"\bforget (?:it|about it)\b",
     r"\bi'?ll (?:look|shop) (?:elsewhere|somewhere else|around)\b", r"\bi'?ll (?:look at|go for|try|check) (?:the next|another|other|a different) (?:option|product|offer|bank)s?\b",
     r"\b(?:find|get|buy) (?:a|an|one|another|something)\b[^.?!]{0,30}\b(?:elsewhere|somewhere else)\b",
-    r"\b(?:stay|keep) away from (?:it|this|that)\b",
-    r"\bi'?m (?:going to|gonna) stay away\b",
+    r"\b(?:stay|keep) away from (?:it|this|that)\b", r"\bi'?m (?:going to|gonna) stay away\b",
     r"\b(?:can'?t|cannot|won'?t|will not) accept (?:your|the|this|that) (?:offer|proposal|invitation)\b",
     r"\bi (?:can'?t|cannot|won'?t|will not) accept(?: (?:it|this|that))?(?=\W*$|[,;])",
     r"\bi (?:don'?t|do not) think i (?:can|will|want to) (?:do|take|buy|get|go ahead with) (?:this|it|that)\b",

@@ -613,3 +613,6 @@ def test_seed_2929_finance_phrasings():
     ask = "I will book you a branch appointment tomorrow, okay?"
     assert not read_cues("I will book you a branch appointment in the app today.", ask).commit
     assert read_cues("I will book a branch appointment in the app tomorrow.", ask).commit
+    # offering one's contact details for the application is leaving them
+    assert read_cues("Okay, I'll provide my email address.", "What is your email address?").commit
+    assert not read_cues("Why should I give you my email address?").commit
