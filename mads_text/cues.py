@@ -42,7 +42,7 @@ _LATER = r"(?:(?:right )?now|yet|today|for now|at the moment|at (?:this|the pres
 _NEED = r"(?! (?:a|an) (?:new|used|second-hand|cheaper|different|bigger|smaller|car|house|home|flat)\b| something)"
 _ACTS = (r"buy{need}|purchase{need}|make (?:the|a|my|this) (?:purchase|order)|say yes|apply|sign up|signup|subscribe|book|register|enrol|enroll|go ahead|proceed|go for it|"
         r"donate|contribute|pledge|give (?:you |them )?(?:\$?\d|a dollar|one|two|half|fifty|the full|money|a donation)|"
-        r"take (?:it|this|that|one|the (?!time\b)\w+(?: \w+)?|out the \w+){not_take}|"
+        r"take (?:it|this|that|one|the (?!time\b|risks?\b|chance\b)\w+(?: \w+)?|out the \w+){not_take}|"
         r"accept (?:the|this|your) (?:\w+ )?(?:offer|plan|policy|proposal)|get (?:it|this|that|one|the (?!money|refund|details|information|info|guarantee)\w+(?: \w+)?)(?! back)|go with (?:it|the \w+(?: \w+)?)|"
         r"start the (?:application|process|assessment|questionnaire)|do the (?:risk )?(?:assessment|questionnaire)|"
         r"fill (?:in|out) the (?:application|form|questionnaire)|complete the (?:risk )?(?:application|form|assessment|questionnaire)|"
@@ -68,7 +68,7 @@ COMMIT = _rx(
     r"(?:(?:book|schedule|reserve) (?:me|it|a (?:slot|time|test drive|drive|visit|appointment)|the (?:test drive|appointment|drive|visit))|"
     r"(?:do|start) the (?:risk )?(?:assessment|questionnaire|application))\b",
     r"\b(?:it'?s|that'?s) a deal\b", r"^\W*deal\b",
-    r"\bi accept\b(?! that)", r"\b(?:i'?m|i am) ready to accept\b(?! (?:that|the fact|it if))", r"\bi agree to (?:subscribe|buy|purchase|apply|sign|book|register|it\b|this\b|the (?:offer|terms|plan|policy))",
+    r"\bi accept\b(?! that)", r"\b(?:i'?m|i am) ready to accept\b(?! (?:that|the fact|it if))", r"\bi agree to (?:subscribe|buy|purchase|apply|sign|book|register|pay (?:you |for )?(?:it|this|the)|it\b|this\b|the (?:offer|terms|plan|policy))",
     r"\bmy (?:phone )?(?:number|email|contact)(?: details)? is\b", r"\byou can (?:reach|call|contact|text) me (?:at|on)\b",
     r"\b(?:i'?ll|i will|i can|let me) (?:provide|give|send)(?: you)? my (?:phone )?(?:number|email(?: address)?|contact(?: details)?)\b",
     rf"\b(?:{_DAYS}|tomorrow|tonight|this evening)\b[^.?!]{{0,40}}"
@@ -206,7 +206,7 @@ SOFT_NO = _rx(
     r"\bnot sure (?:if|whether) [^.?!]{0,30}\bis affordable\b", r"\b(?:don'?t|do not) think i can afford\b", r"\btoo expensive\b", r"\btoo much (?:money|for me)\b",
     r"\b(?:premium|price|cost|it|that|this|rmb|yuan|\d)\b[^.?!,]{0,12}\b(?:is|'s) too much\b",
     r"\bout of my (?:budget|price range|range)\b", r"\bmore than i can (?:afford|pay|spend|put)\b",
-    r"\bdon'?t have (?:the|that|this|that kind of|enough|any) money\b", r"\b(?:don'?t|do not) have (?:the )?[\d,]{4,}(?: rmb| yuan)?\b",
+    r"\bdon'?t have (?:the|that|this|that kind of|enough|any) money\b", r"\b(?:don'?t|do not) have (?:any |the |enough )?(?:\w+ )?budget for\b", r"\b(?:don'?t|do not) have (?:the )?[\d,]{4,}(?: rmb| yuan)?\b",
     r"\b(?:can'?t|cannot|(?:don'?t|do not) think i can) (?:invest|lock (?:away|up)) (?:the|that|this|my|so much|that much) money\b", r"\bno money to spare\b", r"\bnot in (?:my|the) budget\b",
     r"\bmoney is (?:tight|short)\b", r"\b(?:can'?t|(?:don'?t|do not) want to) take on (?:another|any more|more)\b", r"\bcan'?t (?:pay|spend) (?:that|this|so) much\b",
     r"\bcan'?t (?:put|pay|spend|afford) more than\b", r"\bnot affordable\b", r"\bunaffordable\b", r"\bmore than i (?:want|'?m willing|am willing) to (?:spend|pay|put)\b",
@@ -222,7 +222,7 @@ PRICE_DOUBT = _rx(r"\bnot sure (?:(?:if|whether|that) )?i (?:can|could) (?:affor
 # a request for information keeps a repeated price objection a negotiation ("I need to know what cover I can get")
 REQUEST = _rx(r"\b(?:need|want|would like|'d like) to (?:know|understand|see|hear)\b", r"\btell me\b", r"\bexplain\b",
               r"\bwondering (?:whether|if|about)\b", r"\b(?:need|want|would like|'d like) to talk (?:to|with) you\b",
-              r"\bneed (?:your |some )?help\b", r"\bbut i (?:still )?(?:want|would like|'d like|need|like)\b",
+              r"\bneed (?:your |some )?help\b", r"\bbut i(?: still)?(?: want| would like|'d like| need| like)\b",
               r"\bis there (?:a|any)\b", r"\bdo you have\b", r"\b(?:what|which) (?:kind|sort|type|options?|other)\b",
               r"\b(?:a )?cheaper\b", r"\b(?:lower|smaller|less expensive)\b")
 # a refusal that only says the offer is not needed

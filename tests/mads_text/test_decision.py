@@ -616,3 +616,13 @@ def test_seed_2929_finance_phrasings():
     # offering one's contact details for the application is leaving them
     assert read_cues("Okay, I'll provide my email address.", "What is your email address?").commit
     assert not read_cues("Why should I give you my email address?").commit
+
+
+def test_seed_3030_phrasings():
+    # "I would like" is read as "I'd like": the request after a price objection keeps it a negotiation
+    assert read_cues("I can't afford the price, but I would like to test the car to see if it's a good fit for me.").asks
+    assert read_cues("Okay, I agree to pay you the amount you are asking.").commit
+    # taking a risk is not taking the product
+    assert not read_cues("I understand that, but I don't want to take the risk of the return being low.").refuse
+    assert read_cues("I don't want to take the policy.").refuse
+    assert read_cues("But I don't have any immediate budget for insurance.").soft_no
