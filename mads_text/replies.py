@@ -149,6 +149,8 @@ def clean_reply(
     core, marker = extract_marker(text)
     if not re.search(r"[^\W_]", STAGE_ONLY.sub("", core)):
         return Cleaned(text, cleaned, "empty")
+    # the checks read typographic apostrophes as plain ones ("I’m sorry, but I can’t assist with that."); the text stays
+    core = core.replace("’", "'").replace("‘", "'")
     if LOOP.search(core):
         return Cleaned(text, cleaned, LOOPED)
     if other_last and len(norm_words(core)) >= 4 and _overlap(core, other_last) >= 0.8:

@@ -85,6 +85,9 @@ def test_neither_speaker_talks_like_a_chat_assistant():
         r = clean_reply("I'm sorry, but I can't assist with that. I'm here to help you.", impersonation=who.impersonation(), **kw)
         assert r.retry and "other role" in r.retry
         assert clean_reply("I can't help you with a loan, sorry.", impersonation=who.impersonation(), **kw).retry is None
+        # typographic apostrophes, after a greeting, too
+        r = clean_reply("Hi, how are you doing? I’m sorry, but I can’t assist with that.", impersonation=who.impersonation(), **kw)
+        assert r.retry and "other role" in r.retry and "’" in r.text
 
 
 def test_the_customer_does_not_introduce_themselves_from_the_company():
