@@ -28,6 +28,20 @@ _SERVERS_LOCK = threading.Lock()
 SPECULATIVE = ("ngram-simple", "ngram-mod", "ngram-map-k", "ngram-map-k4v", "ngram-cache")
 
 
+def _env_int(name: str) -> int | None:
+    """A whole-number setting from the environment (unset or empty: None), or a clear error naming the variable."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise LLMUnavailable(f"{name} must be a whole number, got {raw!r}") from None
+    if value < 0:
+        raise LLMUnavailable(f"{name} must not be negative, got {value}")
+    return value
+
+
 def _load_server(path: Path, n_parallel: int, n_ctx_per_slot: int, threads: int, speculative: str | None = None):
     key = (str(path), n_parallel, n_ctx_per_slot, threads, speculative)
     with _SERVERS_LOCK:
@@ -46,8 +60,9 @@ def _load_server(path: Path, n_parallel: int, n_ctx_per_slot: int, threads: int,
         p.warmup = False
         # llama.cpp keeps evicted prompts in host RAM, up to 8 GiB by default: three simulate processes at concurrency 12
         # each reached 8 GiB resident and one was killed on a 24 GiB machine. MADS_LLM_CACHE_RAM_MIB caps it (0: off)
-        if os.environ.get("MADS_LLM_CACHE_RAM_MIB"):
-            p.cache_ram_mib = int(os.environ["MADS_LLM_CACHE_RAM_MIB"])
+        cache_ram = _env_int("MADS_LLM_CACHE_RAM_MIB")
+        if cache_ram is not None:
+            p.cache_ram_mib = cache_ram
         if speculative:
             p.speculative.types = [getattr(xl.common_speculative_type, "COMMON_SPECULATIVE_TYPE_" + speculative.upper().replace("-", "_"))]
         # llama.cpp logs every slot event; MADS_LLAMA_LOG=1 brings the log back for debugging
@@ -91,7 +106,7 @@ class EmbeddedBackend(LLMBackend):
         self.n_ctx_per_slot = n_ctx_per_slot
         # MADS_LLM_THREADS: fewer threads than cores when other work shares the machine (llama.cpp threads
         # spin while they wait for each other, so an oversubscribed machine slows them down many times over)
-        self.threads = threads or int(os.environ.get("MADS_LLM_THREADS", 0)) or max(1, min(os.cpu_count() or 2, 8))
+        self.threads = threads or _env_int("MADS_LLM_THREADS") or max(1, min(os.cpu_count() or 2, 8))
         self.speculative = speculative
         self._server = None
         self._sem: asyncio.Semaphore | None = None

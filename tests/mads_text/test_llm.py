@@ -80,3 +80,16 @@ def test_embedded_smollm2_raw_chat_and_json():
 
     j = run(be.complete([Message(role="user", content="Classify: 'sounds good'")], GenParams(max_tokens=60, json_schema=schema)))
     assert json.loads(j.text)["state"] in ("Doubt", "Interested")
+
+
+def test_runtime_settings_from_the_environment_are_checked(monkeypatch):
+    from mads_text.llm.embedded import _env_int
+
+    monkeypatch.setenv("MADS_LLM_CACHE_RAM_MIB", "1024")
+    assert _env_int("MADS_LLM_CACHE_RAM_MIB") == 1024
+    monkeypatch.setenv("MADS_LLM_CACHE_RAM_MIB", "")
+    assert _env_int("MADS_LLM_CACHE_RAM_MIB") is None
+    for bad in ("1g", "-5"):
+        monkeypatch.setenv("MADS_LLM_THREADS", bad)
+        with pytest.raises(LLMUnavailable, match="MADS_LLM_THREADS"):
+            _env_int("MADS_LLM_THREADS")
