@@ -141,3 +141,41 @@ def register(app: typer.Typer, train: typer.Typer, eval_: typer.Typer) -> None:
         if json_out:
             write_report(rep, json_out)
             typer.echo(f"wrote {json_out}", err=True)
+
+    @eval_.command("questions")
+    def eval_questions(
+        out: str = typer.Option(..., "--out", help="folder for the clips, answers.jsonl and report.json (resumable)"),
+        scenario: str = typer.Option("insurance", help="built-in scenario name or YAML path"),
+        questions: Optional[str] = typer.Option(None, help="question-set YAML (default: the one shipped for the scenario)"),
+        voices: int = typer.Option(4, help="persona voices drawn from the scenario's priors"),
+        per_phrasing: int = typer.Option(1, help="voices per phrasing"),
+        engine: str = typer.Option("kokoro", help="TTS engine for the questions: kokoro or flite"),
+        ckpt: Optional[str] = typer.Option(None, "--ckpt", help="speech-LLM checkpoint: adds the speech arm"),
+        phone: bool = typer.Option(True, help="also ask every clip through a phone line"),
+        asr: str = typer.Option("base", help="Whisper preset for the cascade"),
+        backend: str = typer.Option("embedded"),
+        model: Optional[str] = typer.Option(None, help="LLM for the text-reading arms (default: the embedded default)"),
+        temperature: float = typer.Option(0.7),
+        max_tokens: int = typer.Option(60),
+        concurrency: int = typer.Option(4),
+        limit: Optional[int] = typer.Option(None, help="at most this many clips"),
+        seed: int = typer.Option(0),
+        threads: int = typer.Option(2),
+        json_out: bool = typer.Option(False, "--json", help="print the report as JSON"),
+    ) -> None:
+        """Spoken product questions: does each arm's reply state the fact asked about? (text = perfect ear,
+        cascade = Whisper + the Dialog Agent, speech = the checkpoint, shuffled = control)."""
+        import asyncio
+
+        from .question_eval import QuestionEvalConfig, evaluate, format_report
+
+        arms = ["text", "cascade", "shuffled", *(["speech"] if ckpt else [])]
+        cfg = QuestionEvalConfig(scenario=scenario, questions=questions, out=out, voices=voices, per_phrasing=per_phrasing,
+                                 engine=engine, variants=["clean", "phone"] if phone else ["clean"], arms=arms, ckpt=ckpt,
+                                 asr=asr, backend=backend, model=model, temperature=temperature, max_tokens=max_tokens,
+                                 seed=seed, concurrency=concurrency, limit=limit, threads=threads)  # fmt: skip
+        try:
+            rep = asyncio.run(evaluate(cfg, progress=lambda s: typer.echo(s, err=True)))
+        except (ValueError, OSError) as e:
+            raise typer.BadParameter(str(e)) from e
+        typer.echo(json.dumps(rep, indent=2) if json_out else format_report(rep))
