@@ -51,3 +51,8 @@ SELLER_ACT = re.compile(r"\bi(?:'ll| will| can) (?:send|book|schedule|reserve|ar
 # a customer speaking of themselves: "No, I can't afford it." declines what the agent said it will do; "No, the cover
 # doesn't stop at 70" corrects a fact
 SELF = re.compile(r"\b(?:i|i'm|me|my|thanks?)\b", re.IGNORECASE)
+# the agent's question offers help ("Do you need help with that?"): a no to it ("No, I don't want that.") turns down the
+# help, not the offer
+HELP_OFFER = re.compile(r"\b(?:need|want|like) (?:any |some |my |our )?(?:help|assistance)\b[^.?!]*\?\W*$|\b(?:can|may|shall) i help\b[^.?!]*\?\W*$",
+                        re.IGNORECASE)
+NO_TO_IT = re.compile(r"\W*no\b\W*(?:(?:thanks?|thank you)\W*)?(?:i (?:don'?t|do not) (?:want|need) (?:that|it|any)\W*)?", re.IGNORECASE)

@@ -34,3 +34,9 @@ TIME_ONLY = _rx(rf"^\W*(?:(?:ok|okay|yes|yeah|sure|alright|then|um|well|let'?s s
 # to go at the weekend, can we go on Sunday?")
 TIME_ASKED = _rx(rf"(?:^|,\s*)\W*(?:(?:ok|okay|yes|yeah|so|then)\W+)*(?:can|could|shall) (?:we|i|you) (?:go|come|do it|do the test[- ]drive|"
                  rf"book (?:it|one|the test[- ]drive)|make it|meet)\b[^.?!]{{0,20}}{_WHEN}[^.?!]{{0,15}}\?")
+# a day and a clock time of the customer's own, asked for ("Can I come by tomorrow at 9 a.m.?"): a booking in question
+# form, whether or not the agent asked for a time ("Can I come by next week?" names no time)
+_CLOCK = r"\d{1,2}(?::\d\d)? ?(?:am|pm|a\.m|p\.m|o'?clock)\b|\b(?:at|by) \d{1,2}(?::\d\d)?\b"
+_DAY = rf"\b(?:(?:this |next )?(?:{_DAYS})|tomorrow|tonight|today)\b"
+SLOT_ASKED = _rx(rf"\b(?:can|could|may|shall) (?:i|we) (?:come (?:in|by|over)|book|schedule|do|take|have|go)\b[^.?!]{{0,40}}"
+                 rf"(?:{_DAY}[^.?!]{{0,20}}(?:{_CLOCK})|(?:{_CLOCK})[^.?!]{{0,20}}{_DAY})[^?!]{{0,20}}\?")

@@ -13,13 +13,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .cue_steps import ACCEPT_OBJECT, CONFIRMS, EITHER_OR, PROPOSAL, SELF, SELLER_ACT, WH_QUESTION
+from .cue_money import SOFT_NO
+from .cue_steps import ACCEPT_OBJECT, CONFIRMS, EITHER_OR, HELP_OFFER, NO_TO_IT, PROPOSAL, SELF, SELLER_ACT, WH_QUESTION
 from .cue_times import (
     _DAYS,
     _WHEN,
     ASKS_TIME,
     BOOKING,
     HOME_OR_CONTACT,
+    SLOT_ASKED,
     TEST_DRIVE_WISH,
     TIME_ASKED,
     TIME_ONLY,
@@ -116,7 +118,7 @@ LINK_REQUEST = _rx(r"\b(?:(?:can|could|would|will) you|you can|you could) (?:ple
 YES = re.compile(r"^\W*(?:(?:um+|uh+|oh|well|hmm+|ah)\W+)?(?:yes|yeah|yep|yup|sure|okay|ok|alright|all right|of course|"
                  r"absolutely|definitely|certainly|please do|go ahead|(?:(?:it|that|this) )?sounds good|that works|that'?s fine|fine|why not|"
                  r"let'?s do it|perfect|great|no problem|(?:i have )?no objections?|i (?:don'?t|do not) have any objections?|"
-                 r"i agree(?! with| that| to))\b", re.IGNORECASE)
+                 r"i agree(?! with| that| to)|i'?m (?:all )?ready(?: to go)?(?=\W*$))\b", re.IGNORECASE)
 NO = re.compile(r"^\W*(?:no(?!\W+(?:problem|worries)\b)|nope|nah|not really|i (?:don'?t|do not) want\b|i'?d rather not)\b",
                 re.IGNORECASE)
 DEFER = _rx(
@@ -200,25 +202,6 @@ ALTERNATIVE = _rx(FINE_KEEPING, r"\bi (?:don'?t|do not) (?:want|need) to change\
                   r"(?:stick|stay) (?:to|with) (?:my|our|the (?:\w+ ){0,2}(?:car|suv|vehicle|one|policy|plan|deposits?) (?:i|we)(?:'ve| have| already))\b",
                   r"\b(?:i'?ll|i'?d rather|i prefer to|i'?m going to)(?: just)? (?:keep|leave) (?:it|my money|the money|my savings)"
                   r" (?:in|at|with) (?:the |my |a )?(?:time deposit|deposits?|bank|savings|current account|account)\b")
-# "I can't afford it" is an objection the first time; said again after the agent's answer it is a no
-SOFT_NO = _rx(
-    r"\bcan'?t afford\b(?! to (?:go|be|live|stay) without)", r"\bcannot afford\b(?! to (?:go|be|live|stay) without)",
-    r"\bnot sure (?:if|whether) [^.?!]{0,30}\bis affordable\b", r"\b(?:don'?t|do not) think i can afford\b", r"\btoo expensive\b", r"\btoo much (?:money|for me)\b",
-    r"\b(?:premium|price|cost|it|that|this|rmb|yuan|\d)\b[^.?!,]{0,12}\b(?:is|'s) too much\b",
-    r"\bout of my (?:budget|price range|range)\b", r"\bmore than i can (?:afford|pay|spend|put)\b",
-    r"\bdon'?t have (?:the|that|this|that kind of|enough|any) money\b", r"\b(?:don'?t|do not) have (?:any |the |enough )?(?:\w+ )?budget for\b", r"\b(?:don'?t|do not) have (?:the )?[\d,]{4,}(?: rmb| yuan)?\b",
-    r"\b(?:can'?t|cannot|(?:don'?t|do not) think i can) (?:invest|lock (?:away|up)) (?:the|that|this|my|so much|that much) money\b", r"\bno money to spare\b", r"\bnot in (?:my|the) budget\b",
-    r"\bmoney is (?:tight|short)\b", r"\b(?:can'?t|(?:don'?t|do not) want to) take on (?:another|any more|more)\b", r"\bcan'?t (?:pay|spend) (?:that|this|so) much\b",
-    r"\bcan'?t (?:put|pay|spend|afford) more than\b", r"\bnot affordable\b", r"\bunaffordable\b", r"\bmore than i (?:want|'?m willing|am willing) to (?:spend|pay|put)\b",
-    r"\b(?:don'?t|do not) have [^.?!]{0,20}\b(?:spare|to spare)\b", r"\b(?:don'?t|do not) have enough\b",
-    r"\bcan'?t (?:put|pay|spend) (?:[\d,]+|that|this|so much|it)\b",
-    r"\bcosts? (?:me )?more than (?:what )?i (?:have|can|earn|make)\b", r"\bcosts? (?:a lot|too much)\b",
-    r"\b(?:don'?t|do not) want to (?:spend|pay) any more(?: money)?\b(?! than)",
-)
-# a doubt about the price ("I'm not sure if I can afford it") makes a later "I can't afford it" the second saying
-PRICE_DOUBT = _rx(r"\bnot sure (?:(?:if|whether|that) )?i (?:can|could) (?:afford|pay|handle)\b", r"\bmake sure i can afford\b",
-                  r"\bnot sure (?:if|whether) (?:it|this|that) fits my budget\b", r"\bnot sure (?:if|whether) i have enough (?:money|savings|funds)\b",
-                  r"\b(?:it|that|this)(?:'s| is| looks| seems)(?: like it's)? (?:quite|very|really|rather|so|a bit) expensive\b(?!,? but\b)")
 # a request for information keeps a repeated price objection a negotiation ("I need to know what cover I can get")
 REQUEST = _rx(r"\b(?:need|want|would like|'d like) to (?:know|understand|see|hear)\b", r"\btell me\b", r"\bexplain\b",
               r"\bwondering (?:whether|if|about)\b", r"\b(?:need|want|would like|'d like) to talk (?:to|with) you\b",
@@ -235,6 +218,7 @@ END = _rx(
     r"^\W*i'?m done\b(?! with (?:my|the) )", r"\b(?:can'?t|won'?t) (?:continue|go on)(?: with)? (?:this|the|our) (?:call|conversation)\b",
     r"\bi'?m (?:really |so |getting )?(?:tired|sick) of (?:this|it|all this|you|the call|these calls)\b", r"\bi'?m done with (?:the|this|our) (?:call|conversation|talk)\b",
     r"\b(?:can'?t|don'?t have time to) (?:talk|speak)(?: to you| with you)?(?: right)? (?:now|at (?:this|the) (?:time|moment))\b", r"\bi (?:want|need|have) to (?:leave|go now)\b", r"\bi'?m not (?:available|free) to (?:talk|speak)\b",
+    r"\bi (?:want|need|have) to (?:quit|stop)(?: (?:this|here|now|the call))?\W*$",
 )
 # an act put off to an unnamed later time is a postponement: "I'll complete the questionnaire later / at the next meeting"
 LATER = _rx(r"\b(?:later|another time|some other time|some ?day|one day)\b",
@@ -364,6 +348,8 @@ def read_cues(customer: str, agent_before: str = "") -> Cues:
     cues.commit = _find(COMMIT, parts, guard=True) or _find(LINK_REQUEST, parts, guard=False)
     if not cues.commit and ASKS_TIME.search(agent_before or ""):
         cues.commit = _find(TIME_ONLY, parts, guard=True) or _find(TIME_ASKED, parts, guard=False)
+    if not cues.commit:
+        cues.commit = _find(SLOT_ASKED, parts, guard=False)
     if not cues.commit and cues.proposal and WHEN.search(agent_before or ""):
         cues.commit = _find(CONFIRM_SLOT, parts, guard=False)
     if not cues.commit and not BARGAIN.search(canon(customer)):
@@ -375,6 +361,8 @@ def read_cues(customer: str, agent_before: str = "") -> Cues:
                    or (None if PREFERS.search(canon(customer)) else _find(NOT_FOR_ME, said, guard=False)))
     # "I don't need another one. I just want to know if it will help me ..." still asks about the offer
     if cues.refuse and NEED_ONLY.search(cues.refuse) and any(REQUEST.search(canon(c)) for c in parts[parts.index(cues.refuse) + 1:]):
+        cues.refuse = None
+    if cues.refuse and cues.refuse == parts[0] and NO_TO_IT.fullmatch(canon(parts[0])) and HELP_OFFER.search(agent_before or ""):
         cues.refuse = None
     cues.end = _find(END, parts, guard=False)
     cues.soft_no = _unconditional(SOFT_NO, parts)

@@ -25,7 +25,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from .common.records import Decision, Turn
-from .cues import NO_NEED, PRICE_DOUBT, SOFT_NO, Cues, bare_yes, canon, read_cues
+from .cue_money import PRICE_DOUBT, SOFT_NO
+from .cues import NO_NEED, Cues, bare_yes, canon, read_cues
 from .llm import GenParams, LLMBackend, LLMError, Message
 from .scenario import Scenario
 
@@ -125,6 +126,9 @@ def last_cues(turns: Sequence[Turn]) -> Cues:
     return cues
 
 
+UNDECIDED = re.compile(r"\b(?:decision|decide|think|consider|sure)\b", re.IGNORECASE)
+
+
 def rule_step(c: Cues, marker: str | None) -> Step:
     """The decision from the cues alone (and the marker, which can only confirm a postponement as an end)."""
     yes = c.commit or c.agree
@@ -134,7 +138,8 @@ def rule_step(c: Cues, marker: str | None) -> Step:
         return Step("withdraw", "rules", c.refuse)
     if c.end and not yes:
         return Step("withdraw", "rules", c.defer or c.end)
-    if marker == "withdraw" and c.defer:
+    # the marker ends "I can't buy it right now", never "I can't make a decision yet", which all readers continue
+    if marker == "withdraw" and c.defer and not UNDECIDED.search(c.defer):
         return Step("withdraw", "rules+marker", c.defer)
     return Step("continue", "rules", "")
 

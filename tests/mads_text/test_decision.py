@@ -626,3 +626,26 @@ def test_seed_3030_phrasings():
     assert not read_cues("I understand that, but I don't want to take the risk of the return being low.").refuse
     assert read_cues("I don't want to take the policy.").refuse
     assert read_cues("But I don't have any immediate budget for insurance.").soft_no
+
+
+def test_seed_3131_phrasings():
+    slot = "Shall I book you a 30-minute test drive at our showroom this Saturday at 10 am?"
+    assert read_cues("I'm ready to go.", slot).agree
+    assert not read_cues("I'm ready to talk about this now.", slot).agree
+    # a day and a clock time of the customer's own, asked for, books; a week or a day alone does not
+    assert read_cues("Oh, yes, I'm interested. Can I come by tomorrow at 9 a.m.?").commit
+    assert not read_cues("I don't want to pay so much money. Can I come by next week at 10 a.m.?").commit
+    assert not read_cues("Can I come by tomorrow?").commit
+    # a no to the agent's offer of help turns down the help, not the product
+    help_ = "You still need to fill out the questionnaire. Do you need help with that?"
+    assert not read_cues("No, I don't want that. I just need to fill out the questionnaire.", help_).refuse
+    assert read_cues("No, I don't want that.", "Would you like to subscribe 10,000 RMB in the app today?").refuse
+    assert read_cues("I can't afford it anymore, I want to quit now.").end
+    assert read_cues("Li Wei, I have to stop this. I need to save up to buy the insurance.").end
+    # "The premium amount is quite high." is the first saying of a price objection
+    call = [T("agent", "What do you think about the premium amount?"), T("user", "The premium amount is quite high."),
+            T("agent", "It covers 70 illnesses."), T("user", "I'm really worried about this. I can't afford another monthly bill.")]
+    assert decide_call(call).outcome == "withdraw" and decide_call(call[:2]).outcome == "undecided"
+    # the end marker ends "I can't buy it right now", not "I cannot make a decision yet"
+    assert decide_call([T("agent", "Shall I send the link?"), T("user", "I am afraid I cannot make a decision yet.", "withdraw")]).outcome == "undecided"
+    assert decide_call([T("agent", "Shall I send the link?"), T("user", "I can't buy the insurance right now.", "withdraw")]).outcome == "withdraw"
