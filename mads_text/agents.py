@@ -110,22 +110,16 @@ def stance_note(stance, history: list[Turn], name: str) -> str:
     forget the header's stance after a few turns and drift into agreeing, or into endless "I understand": the next
     unvoiced objection is recalled; a customer the stance makes persuadable (open, or guarded with the price within
     budget) who has voiced every objection is reminded they may now say yes; any other customer who has stayed long
-    enough is reminded of their patience, and a round later that they have decided. Told only of their patience,
-    customers said the same objection again round after round ("I can't afford this. I need to talk to you again."),
-    which two careful readers of one call label differently; told they have decided, they say no in plain words."""
+    enough is reminded of their patience."""
     rounds = sum(t.role == "user" for t in history)
     pending = open_objections(stance.objections, history)
     persuadable = stance.leaning == "open" or (stance.leaning == "guarded" and stance.budget_fits)
-    patience = 3 if stance.busy else 5
     notes = []
     if pending and rounds >= 1:
         notes.append(f'{name} still has this doubt: "{pending[0]}"')
     if persuadable and not pending and rounds >= 2:
-        notes.append(f"{name} has raised every doubt; if the answers were fair, {name} is ready to say yes to the next "
-                     "step, in plain words")
-    elif not persuadable and rounds > patience:
-        notes.append(f"{name} has decided against it: {name} says no in plain words now, and goodbye")
-    elif not persuadable and rounds >= patience:
+        notes.append(f"{name} has raised every doubt; if the answers were fair, {name} is ready to say yes to the next step")
+    elif not persuadable and rounds >= (3 if stance.busy else 5):
         notes.append(f"{name} is running out of patience")
     return f"({'; '.join(notes)}.)\n" if notes else ""
 

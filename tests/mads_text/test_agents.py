@@ -241,13 +241,9 @@ def test_stance_notes_follow_the_persona():
     voiced = h + [Turn(role="agent", text="It pays cash."),
                   Turn(role="user", text="I already have social medical insurance, isn't that enough?")]
     assert "ready to say yes" in stance_note(open_, voiced, "Linda")
-    long = voiced + [Turn(role="agent", text="x"), Turn(role="user", text="y")] * 3
+    long = voiced + [Turn(role="agent", text="x"), Turn(role="user", text="y")] * 4
     note = stance_note(stubborn, long, "Linda")
     assert "running out of patience" in note and "ready to say yes" not in note
-    # a round later the stubborn customer has decided, and says so plainly; an open one is never told so
-    longer = long + [Turn(role="agent", text="x"), Turn(role="user", text="y")]
-    assert "has decided against it" in stance_note(stubborn, longer, "Linda")
-    assert "decided against" not in stance_note(open_, longer, "Linda")
     assert stance_note(open_, [], "Linda") == ""  # nothing before the first round
 
 
