@@ -195,7 +195,8 @@ class _Participant:
                 prompt = self._prompt(history, again=True)
             stop = [f"\n{self.other_name}:", f"\n{self.own_name}:"]
             if self.mode == "transcript":
-                stop = ["\n", f"{self.other_name}:", f"{self.own_name}:"]
+                # "Transcript:" opens the call in the header; a sample that writes it has left the call ("No. . Transcript:")
+                stop = ["\n", f"{self.other_name}:", f"{self.own_name}:", "Transcript:"]  # as serve's stop_strings
             # a retry samples a little hotter: a model stuck in a loop needs more than a new seed to leave it
             params = self.params.model_copy(update={
                 "seed": derive_seed(self.seed, self.role, len(history), attempt), "stop": stop,

@@ -46,7 +46,7 @@ log = logging.getLogger("mads.serve")
 
 def stop_strings(mode: str, own: str, other: str) -> list[str]:
     """Where a Dialog Agent reply ends: at a new line, or where the model starts writing either speaker's line."""
-    return ["\n", f"{other}:", f"{own}:"] if mode == "transcript" else [f"\n{other}:", f"\n{own}:"]
+    return ["\n", f"{other}:", f"{own}:", "Transcript:"] if mode == "transcript" else [f"\n{other}:", f"\n{own}:"]
 
 
 def agent_instruction(scenario: Scenario, prompt_k: str | None, mode: str = "chat", user_name: str = "Customer") -> str:

@@ -449,3 +449,9 @@ def test_a_sample_under_the_repetition_penalty_keeps_only_finished_sentences():
     # without the penalty a reply is kept as written
     be = ScriptedBackend(["Yes, you can use your deposit"])
     assert run(DialogAgent(SC, be, "transcript", user_name="Fang").next_turn(said)).text == "Yes, you can use your deposit"
+
+
+def test_a_transcript_sample_stops_where_it_writes_the_header_word():
+    be = ScriptedBackend(["No thanks."])
+    run(UserAgent(P, SC, be, "transcript", seed=1).next_turn([Turn(role="agent", text="Hello.")]))
+    assert "Transcript:" in be.calls[0][1].stop
