@@ -163,10 +163,13 @@ def read_answers(path: Path) -> list[Answer]:
 
 
 def report(qs: QuestionSet, answers: Iterable[Answer]) -> dict[str, Any]:
-    """Accuracy per arm and variant with Wilson intervals, per fact, and the speech/cascade ratio."""
+    """Accuracy per arm and variant with Wilson intervals, per fact, and the speech/cascade ratio. Replies are scored
+    again against the set's patterns as they are now, so a corrected pattern needs no new answers."""
     cells: dict[tuple[str, str], list[Answer]] = {}
+    ids = {q.id for q in qs.questions}
     for a in answers:
-        cells.setdefault((a.arm, a.variant), []).append(a)
+        if a.qid in ids:
+            cells.setdefault((a.arm, a.variant), []).append(a.model_copy(update={"ok": qs.get(a.qid).stated_in(a.reply)}))
     rows = {}
     for (arm, variant), got in sorted(cells.items()):
         k, n = sum(a.ok for a in got), len(got)

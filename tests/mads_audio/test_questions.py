@@ -84,7 +84,9 @@ def test_items_take_the_voices_in_turn_and_the_control_asks_about_another_fact()
 
 def test_report_gives_wilson_intervals_and_the_speech_to_cascade_ratio():
     qs = load_questions("insurance")
-    ans = [Answer(item=f"i{k}", qid="premium-month", arm=arm, variant="clean", asked="", reply="", ok=ok)
+    # the stored verdict is not trusted: each reply is scored again against the set's patterns
+    ans = [Answer(item=f"i{k}", qid="premium-month", arm=arm, variant="clean", asked="",
+                  reply="It is 288 RMB a month." if ok else "Shall I send you the link?", ok=not ok)
            for arm, oks in (("cascade", [1, 1, 1, 0]), ("speech", [1, 0, 0, 0])) for k, ok in enumerate(oks)]  # fmt: skip
     rep = report(qs, ans)
     assert rep["rows"]["cascade/clean"]["accuracy"] == 0.75
