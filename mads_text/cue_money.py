@@ -26,4 +26,5 @@ PRICE_DOUBT = _rx(r"\bnot sure (?:(?:if|whether|that) )?i (?:can|could) (?:affor
                   r"\bnot sure (?:if|whether) (?:it|this|that) fits my budget\b", r"\bnot sure (?:if|whether) i have enough (?:money|savings|funds)\b",
                   r"\b(?:it|that|this)(?:'s| is| looks| seems)(?: like it's)? (?:quite|very|really|rather|so|a bit) expensive\b(?!,? but\b)",
                   # "The premium amount is quite high." (not a treatment's cost)
-                  r"\b(?:premium|price)\b[^.?!,]{0,15}\b(?:is|'s|seems|looks) (?:quite|very|really|rather|so|a bit) high\b(?!,? but\b)")
+                  r"\b(?:premium|price)\b[^.?!,]{0,15}\b(?:is|'s|seems|looks) (?:quite|very|really|rather|so|a bit) high\b(?!,? but\b)",
+                  r"\b(?:not sure|don'?t know) (?:if|whether) (?:it'?s|it is) (?:ok(?:ay)?|fine) (?:for me )?to pay\b")

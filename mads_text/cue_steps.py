@@ -47,7 +47,8 @@ WH_QUESTION = re.compile(r"^\W*(?:(?:so|and|ok|okay|well)\W+)*(?:how|what|which|
 EITHER_OR = re.compile(r"\bor (?:\w+ ){0,2}\w+\W*\?\W*$", re.IGNORECASE)
 
 # the seller's act said by the customer ("Okay, I'll send you the link now."): the agent's line said back, no yes
-SELLER_ACT = re.compile(r"\bi(?:'ll| will| can) (?:send|book|schedule|reserve|arrange) you\b", re.IGNORECASE)
+SELLER_ACT = re.compile(r"\bi(?:'ll| will| can) (?:send|book|schedule|reserve|arrange) you\b|\bi(?:'ll| will) have (?:the|an|your) [\w ]{0,20}sent to you\b",
+                        re.IGNORECASE)
 # a customer speaking of themselves: "No, I can't afford it." declines what the agent said it will do; "No, the cover
 # doesn't stop at 70" corrects a fact
 SELF = re.compile(r"\b(?:i|i'm|me|my|thanks?)\b", re.IGNORECASE)

@@ -33,7 +33,7 @@ from .cue_times import (
 # words that may stand between "I'll" and the act: "I'll definitely take it", "I'm ready to go ahead and apply"
 _ADV = r"(?:definitely|certainly|gladly|happily|really|just|now|then|also|go ahead and|need to|have to)"
 # "I'm happy to go ahead", "I'll be glad to buy it", "I agree to pay 622 RMB a month"; "I'm willing to try it" is no yes
-_EAGER = r"i'?m (?:happy|glad|pleased) to|i'?ll be (?:happy|glad|pleased) to|i agree to"
+_EAGER = r"i'?m (?:happy|glad|pleased) to|i'?ll be (?:happy|glad|pleased) to|i agree to|i(?:'ll| will) agree to"
 # "I'll take that into account" takes nothing
 _NOT_TAKE = r"(?! into\b| as\b| seriously| under\b| to heart)"
 # words that turn a refusal into a postponement: "I can't buy it right now", "I can't agree to it at this time"
@@ -119,7 +119,7 @@ YES = re.compile(r"^\W*(?:(?:um+|uh+|oh|well|hmm+|ah)\W+)?(?:yes|yeah|yep|yup|su
                  r"absolutely|definitely|certainly|please do|go ahead|(?:(?:it|that|this) )?sounds good|that works|that'?s fine|fine|why not|"
                  r"let'?s do it|perfect|great|no problem|(?:i have )?no objections?|i (?:don'?t|do not) have any objections?|"
                  r"i agree(?! with| that| to)|i'?m (?:all )?ready(?: to go)?(?=\W*$))\b", re.IGNORECASE)
-NO = re.compile(r"^\W*(?:no(?!\W+(?:problem|worries)\b)|nope|nah|not really|i (?:don'?t|do not) want\b|i'?d rather not)\b",
+NO = re.compile(r"^\W*(?:no(?!\W+(?:problem|worries)\b)|nope|nah|not really|i (?:don'?t|do not) want\b(?! to (?:wait|miss|lose|waste))|i'?d rather not)\b",
                 re.IGNORECASE)
 DEFER = _rx(
     r"\bthink (?:about|it over|on|this over|that over)\b", r"\bsleep on it\b", r"\bmull it over\b",
@@ -200,6 +200,7 @@ ALTERNATIVE = _rx(FINE_KEEPING, r"\bi (?:don'?t|do not) (?:want|need) to change\
                   # "I want to stick to the petrol car I've been driving"
                   r"\b(?:i'?ll|i will|i want to|i'?d like to|i would like to|i'?m going to|i am going to|i plan to|i prefer to)(?: just)? "
                   r"(?:stick|stay) (?:to|with) (?:my|our|the (?:\w+ ){0,2}(?:car|suv|vehicle|one|policy|plan|deposits?) (?:i|we)(?:'ve| have| already))\b",
+                  r"\b(?:i'?ll|i will|i want to|i'?d rather|i would rather|i prefer to)(?: just)? (?:stick|stay) with what i (?:know|have)\b", r"\bnot my thing\b",
                   r"\b(?:i'?ll|i'?d rather|i prefer to|i'?m going to)(?: just)? (?:keep|leave) (?:it|my money|the money|my savings)"
                   r" (?:in|at|with) (?:the |my |a )?(?:time deposit|deposits?|bank|savings|current account|account)\b")
 # a request for information keeps a repeated price objection a negotiation ("I need to know what cover I can get")
@@ -410,6 +411,7 @@ def read_cues(customer: str, agent_before: str = "") -> Cues:
         if YES.search(first) and not hedged and not re.search(r"\bbut\b", first, re.I) and not first.rstrip().endswith("?"):
             cues.agree = first
         elif (NO.search(first) and not cues.refuse and not cues.defer  # "No, I'll think about it." postpones
+              and not any(re.search(r"\bbut i (?:think|want|would|'d|might|may)\b", c, re.I) for c in parts[1:])
               and not (told and len(first.split()) > 2 and not SELF.search(customer))):
             cues.refuse = first
 

@@ -649,3 +649,22 @@ def test_seed_3131_phrasings():
     # the end marker ends "I can't buy it right now", not "I cannot make a decision yet"
     assert decide_call([T("agent", "Shall I send the link?"), T("user", "I am afraid I cannot make a decision yet.", "withdraw")]).outcome == "undecided"
     assert decide_call([T("agent", "Shall I send the link?"), T("user", "I can't buy the insurance right now.", "withdraw")]).outcome == "withdraw"
+
+
+def test_seed_3131b_phrasings():
+    slot = "Shall I book you a 30-minute test drive at our showroom this Saturday at 10 am?"
+    # "I don't want to wait" is in a hurry, not a no
+    assert not read_cues("I don't want to wait anymore, I want to look at the SUV right now.", slot).refuse
+    assert read_cues("I know what you mean, but I feel that hybrids are not my thing. I want to stick with what I know.").refuse
+    # a no that turns to trying it out is no refusal
+    assert not read_cues("No. I don't usually book things from a sales call, but I think I should try it out.",
+                         "Are you ready to book a test drive?").refuse
+    assert read_cues("No.", "Are you ready to book a test drive?").refuse
+    # the seller's act in the customer's mouth commits nothing
+    assert not read_cues("I'll have the application link sent to you now.", "I will send you the application link now.").commit
+    assert read_cues("Yes. I'll agree to pay 288 RMB a month.").commit
+    call = [T("agent", "It is 288 RMB a month."),
+            T("user", "I don't know if it's okay for me to pay 288 RMB a month. I already have social medical insurance."),
+            T("agent", "Do you have any questions?"),
+            T("user", "I can't buy it now, because the 288 RMB a month is more than I can put toward insurance.")]
+    assert decide_call(call).outcome == "withdraw" and decide_call(call[:2]).outcome == "undecided"
