@@ -75,8 +75,10 @@ class QuestionSet(BaseModel):
 
 
 def normalise(text: str) -> str:
-    """What the patterns are matched against: thousands separators dropped, per cent written '%'."""
-    t = re.sub(r"(?<=\d)[,\u2009 ](?=\d{3}\b)", "", text)
+    """What the patterns are matched against: typographic apostrophes made plain, thousands separators dropped, per
+    cent written '%'."""
+    t = text.replace("\u2019", "'")
+    t = re.sub(r"(?<=\d)[,\u2009 ](?=\d{3}\b)", "", t)
     t = re.sub(r"\s*(?:%|％|\bper ?cent\b)", "%", t, flags=re.IGNORECASE)
     return re.sub(r"\s+", " ", t)
 

@@ -51,6 +51,9 @@ def test_a_reply_states_a_fact_only_when_every_pattern_matches():
     assert hours.stated_in("We are open from 9:00 to 20:00 every day.")
     assert not hours.stated_in("We open at 9 in the morning.")  # the closing time is missing
     assert normalise("3.3 percent, 2.9 %") == "3.3%, 2.9%"
+    early = load_questions("finance").get("early-redemption")
+    assert early.stated_in("I\u2019m sorry, but we can\u2019t allow early redemption of this product.")  # typographic apostrophes
+    assert not early.stated_in("Yes, you can redeem it anytime within the term.")
 
 
 def test_a_bad_question_set_is_refused_with_the_field(tmp_path):
