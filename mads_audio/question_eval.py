@@ -29,6 +29,7 @@ from .questions import (
     Arm,
     Item,
     QuestionSet,
+    QuestionSetError,
     Variant,
     load_questions,
     make_items,
@@ -92,8 +93,10 @@ async def evaluate(
     cfg: QuestionEvalConfig, progress: Callable[[str], None] = lambda s: None, backend: LLMBackend | None = None
 ) -> dict[str, Any]:
     """Voice the items, ask every arm what is still missing, write ``report.json``; ``backend`` overrides cfg's."""
-    qs = load_questions(cfg.questions or cfg.scenario)
     scenario = load_scenario(cfg.scenario)
+    qs = load_questions(cfg.questions or scenario.name)
+    if qs.scenario != scenario.name:
+        raise QuestionSetError(f"the question set is about scenario {qs.scenario!r}, not {scenario.name!r}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     items = voice_items(cfg, qs, out / "audio")

@@ -72,6 +72,9 @@ def test_a_bad_question_set_is_refused_with_the_field(tmp_path):
         load_questions(str(p))
     with pytest.raises(QuestionSetError, match="shipped: automotive, finance, insurance"):
         load_questions("no-such-scenario")
+    cfg = QuestionEvalConfig(scenario="automotive", questions=str(QUESTIONS_DIR / "insurance.yaml"), out=str(tmp_path / "o"))
+    with pytest.raises(QuestionSetError, match="not 'automotive'"):
+        asyncio.run(evaluate(cfg, backend=ScriptedBackend([])))
 
 
 def test_items_take_the_voices_in_turn_and_the_control_asks_about_another_fact():
