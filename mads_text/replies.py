@@ -149,6 +149,9 @@ def clean_reply(
     core, marker = extract_marker(text)
     if not re.search(r"[^\W_]", STAGE_ONLY.sub("", core)):
         return Cleaned(text, cleaned, "empty")
+    # a parenthesis opened and never closed is a private reminder read out ('(for example: "Can I subscribe ...?"')
+    if core.lstrip().startswith("(") and ")" not in core:
+        return Cleaned(text, cleaned, "recited its instructions")
     # the checks read typographic apostrophes as plain ones ("I’m sorry, but I can’t assist with that."); the text stays
     core = core.replace("’", "'").replace("‘", "'")
     if LOOP.search(core):

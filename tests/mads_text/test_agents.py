@@ -455,3 +455,10 @@ def test_a_transcript_sample_stops_where_it_writes_the_header_word():
     be = ScriptedBackend(["No thanks."])
     run(UserAgent(P, SC, be, "transcript", seed=1).next_turn([Turn(role="agent", text="Hello.")]))
     assert "Transcript:" in be.calls[0][1].stop
+
+
+def test_a_reminder_opened_and_never_closed_is_read_out():
+    kw = dict(own_name="Zhang Min", other_name="Emily", other_last="I'm done for now.")
+    said = '(for example: "Can I subscribe 10,000 RMB in the app now, or shall I book you a branch appointment?'
+    assert clean_reply(said, **kw).retry == "recited its instructions"
+    assert clean_reply("(laughs) Sure, the app takes three minutes.", **kw).retry is None
