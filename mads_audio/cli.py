@@ -174,8 +174,13 @@ def register(app: typer.Typer, train: typer.Typer, eval_: typer.Typer) -> None:
                                  engine=engine, variants=["clean", "phone"] if phone else ["clean"], arms=arms, ckpt=ckpt,
                                  asr=asr, backend=backend, model=model, temperature=temperature, max_tokens=max_tokens,
                                  seed=seed, concurrency=concurrency, limit=limit, threads=threads)  # fmt: skip
+        from mads_text.common.cli import fail
+        from mads_text.llm import LLMUnavailable
+
         try:
             rep = asyncio.run(evaluate(cfg, progress=lambda s: typer.echo(s, err=True)))
+        except LLMUnavailable as e:
+            fail(f"LLM backend unavailable: {e}")
         except (ValueError, OSError) as e:
-            raise typer.BadParameter(str(e)) from e
+            fail(str(e))
         typer.echo(json.dumps(rep, indent=2) if json_out else format_report(rep))

@@ -133,3 +133,17 @@ def test_the_cascade_hears_the_question_and_a_rerun_asks_nothing_again(tmp_path:
     calls = len(backend.calls)
     asyncio.run(evaluate(cfg, backend=backend))
     assert len(backend.calls) == calls  # everything was already answered
+
+
+def test_the_command_names_a_missing_question_set(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from mads_audio.cli import register
+
+    app, train, ev = typer.Typer(), typer.Typer(), typer.Typer()
+    app.add_typer(ev, name="eval")
+    register(app, train, ev)
+    res = CliRunner().invoke(app, ["eval", "questions", "--out", str(tmp_path / "q"), "--questions", str(tmp_path / "none.yaml")])
+    assert res.exit_code == 2
+    assert "no question set" in res.output and "shipped: automotive, finance, insurance" in res.output
