@@ -44,6 +44,7 @@ from .replies import (
     LOOPED,
     SALES_LINES,
     SALES_RX,
+    STAGE_ONLY,
     Cleaned,
     clean_reply,
     drop_repeats,
@@ -225,7 +226,9 @@ class _Participant:
             )
             if res.retry is None and said_before is not None:
                 kept, dropped = drop_repeats(res.text, said_before, [t.text for t in history if t.role == self.role])
-                if dropped and not kept:
+                # what is left once the repeats are gone may be only a direction ("(Li Wei repeats the same question a
+                # second time)"): no words either
+                if dropped and not re.search(r"[^\W_]", STAGE_ONLY.sub("", extract_marker(kept)[0])):
                     res = Cleaned(res.text, res.cleaned, "only repeats")
                 else:
                     res, best_repeats = Cleaned(kept, res.cleaned), dropped

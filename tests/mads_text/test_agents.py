@@ -462,3 +462,11 @@ def test_a_reminder_opened_and_never_closed_is_read_out():
     said = '(for example: "Can I subscribe 10,000 RMB in the app now, or shall I book you a branch appointment?'
     assert clean_reply(said, **kw).retry == "recited its instructions"
     assert clean_reply("(laughs) Sure, the app takes three minutes.", **kw).retry is None
+
+
+def test_a_direction_left_alone_once_the_repeats_are_gone_is_sampled_again():
+    said = "Shall I send you the application link now?"
+    h = [Turn(role="agent", text=said), Turn(role="user", text="I need to talk it over with my spouse first.")]
+    be = ScriptedBackend([f"{said} (Li Wei repeats the same question a second time)", "Of course. The cover starts after 90 days."])
+    r = run(DialogAgent(SC, be, "transcript", seed=1).next_turn(h))
+    assert r.text == "Of course. The cover starts after 90 days." and r.repeat_retries == 1
