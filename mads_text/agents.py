@@ -44,12 +44,12 @@ from .replies import (
     LOOPED,
     SALES_LINES,
     SALES_RX,
-    STAGE_ONLY,
     Cleaned,
     clean_reply,
     drop_repeats,
     ends_sentence,
     extract_marker,
+    has_words,
     norm_words,
     sentences,
     trim_to_sentence,
@@ -228,7 +228,7 @@ class _Participant:
                 kept, dropped = drop_repeats(res.text, said_before, [t.text for t in history if t.role == self.role])
                 # what is left once the repeats are gone may be only a direction ("(Li Wei repeats the same question a
                 # second time)"): no words either
-                if dropped and not re.search(r"[^\W_]", STAGE_ONLY.sub("", extract_marker(kept)[0])):
+                if dropped and not has_words(extract_marker(kept)[0]):
                     res = Cleaned(res.text, res.cleaned, "only repeats")
                 else:
                     res, best_repeats = Cleaned(kept, res.cleaned), dropped

@@ -13,6 +13,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 STAGE_ONLY = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*")
+
+
+def has_words(text: str) -> bool:
+    """Something is said outside stage directions and brackets."""
+    return bool(re.search(r"[^\W_]", STAGE_ONLY.sub("", text)))
+
+
 LEADING_STAGE = re.compile(r"^\s*(?:\((?!\s*\d)[^)]{1,60}\)|\*[^*]{1,60}\*|\[(?!\s*(?:ACCEPT|WITHDRAW|END)\s*\])[^\]]{1,60}\])\s*",
                            re.IGNORECASE)
 # a marker cut before its closing bracket ("[ACCEPT" at the end of a reply) is still a marker, never words
@@ -133,7 +140,7 @@ def clean_reply(
     core, marker = extract_marker(text)
     if not core:
         return Cleaned(text, cleaned, "marker only" if marker else "empty")
-    if not re.search(r"[^\W_]", STAGE_ONLY.sub("", core)):  # "[END]", "(hangs up)", "[", ".": no words spoken
+    if not has_words(core):  # "[END]", "(hangs up)", "[", ".": no words spoken
         return Cleaned(text, cleaned, "empty")
     # a direction in front of the words ("(short, casual speech) Hi") is no part of what was said: cut it, with the
     # punctuation it leaves behind ("(smiles). Thanks." is "Thanks.")
@@ -147,7 +154,7 @@ def clean_reply(
         if any(_shares_run(m.group(1), n, DIRECTION_WORDS) for n in notes):
             text, cleaned = (text[: m.start()].rstrip() + " " + text[m.end():].lstrip(" .,;")).strip(), True
     core, marker = extract_marker(text)
-    if not re.search(r"[^\W_]", STAGE_ONLY.sub("", core)):
+    if not has_words(core):
         return Cleaned(text, cleaned, "empty")
     # a parenthesis opened and never closed is a private reminder read out ('(for example: "Can I subscribe ...?"')
     if core.lstrip().startswith("(") and ")" not in core:
