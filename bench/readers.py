@@ -28,7 +28,10 @@ def read_outcomes(paths: list[str]) -> dict[str, tuple[str, int | None]]:
         for n, line in enumerate(Path(p).read_text().splitlines(), 1):
             if not line.strip():
                 continue
-            r = json.loads(line)
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise SystemExit(f"{p}:{n}: not a JSON line ({e})") from None
             if "labels" in r:  # a labelled record: the call's outcome is its first deciding round
                 first = next((lab for lab in r["labels"] if lab["decision"] != "continue"), None)
                 out[r["id"]] = (first["decision"], first["round"]) if first else ("undecided", None)
