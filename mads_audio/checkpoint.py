@@ -169,3 +169,41 @@ def load_trained(model: SpeechLLM, ckpt: str | Path, info: CheckpointInfo | None
             set_peft_model_state_dict(model.lm, load_file(str(Path(ckpt) / LORA_DIR / "adapter_model.safetensors")))
         else:
             model.add_lora(info.config.lora or LoraSpec(), adapter_dir=Path(ckpt) / LORA_DIR)
+
+
+def export_half(ckpt: str | Path, out: str | Path) -> Path:
+    """A copy of a checkpoint with its projector in float16 (half the bytes, for shipping); LoRA adapters are not
+    exported. Loading casts the weights back to the model's dtype."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    info = read_checkpoint_info(ckpt)
+    if "lora" in info.trained:
+        raise SpeechModelError(f"{ckpt}: has a LoRA adapter; only projector checkpoints are exported")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    src = Path(ckpt) / PROJECTOR_FILE
+    if not src.exists():
+        raise SpeechModelError(f"{src}: projector weights missing")
+    with safe_open(str(src), "pt") as f:
+        meta = dict(f.metadata() or {})
+    sd = {k: v.half().contiguous() for k, v in load_file(str(src)).items()}
+    tmp = out / (PROJECTOR_FILE + ".tmp")
+    save_file(sd, str(tmp), metadata={**meta, "dtype": "float16"})
+    os.chmod(tmp, 0o644)  # shipped in a package: readable by every user
+    os.replace(tmp, out / PROJECTOR_FILE)
+    # the building machine's folders mean nothing elsewhere: only their names are kept
+    train = {k: v for k, v in info.train.items() if k != "argv"}
+    if isinstance(train.get("config"), dict):
+        c = dict(train["config"])
+        for k in ("data", "out", "init_from"):
+            if c.get(k):
+                c[k] = ",".join(Path(x).name for x in str(c[k]).split(","))
+        train["config"] = c
+    frozen = {k: v.model_copy(update={"path": Path(v.path).name}) for k, v in info.frozen.items()}
+    info = info.model_copy(update={"frozen": frozen, "train": {**train, "exported_from": Path(ckpt).name, "dtype": "float16"}})
+    tmp = out / (CONFIG_FILE + ".tmp")
+    tmp.write_text(info.model_dump_json(indent=2))
+    os.replace(tmp, out / CONFIG_FILE)
+    return out
+

@@ -87,6 +87,50 @@ def reply(
                err=True)
 
 
+@speech_app.command("hear")
+def hear(
+    wav: list[str] = typer.Argument(..., help="clips (any WAV/FLAC; resampled to 16 kHz)"),
+    ckpt: Optional[str] = typer.Option(None, "--ckpt", help="CTC checkpoint (default: the one shipped for the default LLM)"),
+    threads: int = typer.Option(2),
+) -> None:
+    """What a CTC checkpoint's ear hears in each clip: the text of the LLM tokens it emits (no LLM is run)."""
+    from mads_text.common.cli import fail
+
+    from .config import SpeechModelError
+    from .data import DataError, read_audio
+    from .ear import CTCEar, packaged_checkpoint
+
+    path = ckpt or packaged_checkpoint()
+    if path is None:
+        fail("no --ckpt given and no checkpoint is shipped with this install")
+    try:
+        ear = CTCEar(path, threads=threads)
+        for w in wav:
+            h = ear.hear(read_audio(w))
+            typer.echo(f"{w}\t{h.text}\t(confidence {h.confidence:.2f}, {h.seconds * 1000:.0f} ms)")
+    except (SpeechModelError, DataError) as e:
+        fail(str(e))
+
+
+@speech_app.command("export")
+def export(
+    ckpt: str = typer.Option(..., "--ckpt", help="checkpoint folder to export"),
+    out: str = typer.Option(..., "--out", help="folder for the float16 copy"),
+) -> None:
+    """Copy a projector checkpoint with float16 weights (what the package ships)."""
+    from mads_text.common.cli import fail
+
+    from .checkpoint import export_half
+    from .config import SpeechModelError
+
+    try:
+        path = export_half(ckpt, out)
+    except (SpeechModelError, OSError) as e:
+        fail(str(e))
+    size = sum(p.stat().st_size for p in path.iterdir()) / 2**20
+    typer.echo(f"wrote {path} ({size:.1f} MiB)")
+
+
 @speech_app.command("check-encoder")
 def check_encoder(
     whisper: str = typer.Option("base", help="Whisper preset or CTranslate2 folder"),
@@ -151,6 +195,8 @@ def register(app: typer.Typer, train: typer.Typer, eval_: typer.Typer) -> None:
         per_phrasing: int = typer.Option(1, help="voices per phrasing"),
         engine: str = typer.Option("kokoro", help="TTS engine for the questions: kokoro or flite"),
         ckpt: Optional[str] = typer.Option(None, "--ckpt", help="speech-LLM checkpoint: adds the speech arm"),
+        speech_path: str = typer.Option("tokens", help="tokens: a CTC checkpoint's ear feeds its token ids to the "
+                                        "same Dialog Agent and backend as the text arms; torch: the checkpoint's own LLM"),
         phone: bool = typer.Option(True, help="also ask every clip through a phone line"),
         asr: str = typer.Option("base", help="Whisper preset for the cascade"),
         backend: str = typer.Option("embedded"),
@@ -167,20 +213,26 @@ def register(app: typer.Typer, train: typer.Typer, eval_: typer.Typer) -> None:
         cascade = Whisper + the Dialog Agent, speech = the checkpoint, shuffled = control)."""
         import asyncio
 
-        from .question_eval import QuestionEvalConfig, evaluate, format_report
-
-        arms = ["text", "cascade", "shuffled", *(["speech"] if ckpt else [])]
-        cfg = QuestionEvalConfig(scenario=scenario, questions=questions, out=out, voices=voices, per_phrasing=per_phrasing,
-                                 engine=engine, variants=["clean", "phone"] if phone else ["clean"], arms=arms, ckpt=ckpt,
-                                 asr=asr, backend=backend, model=model, temperature=temperature, max_tokens=max_tokens,
-                                 seed=seed, concurrency=concurrency, limit=limit, threads=threads)  # fmt: skip
         from mads_text.common.cli import fail
         from mads_text.llm import LLMUnavailable
 
+        from .config import SpeechModelError
+        from .question_eval import QuestionEvalConfig, evaluate, format_report
+
+        arms = ["text", "cascade", "shuffled", *(["speech"] if ckpt else [])]
+        try:
+            cfg = QuestionEvalConfig(scenario=scenario, questions=questions, out=out, voices=voices,
+                                     per_phrasing=per_phrasing, engine=engine,
+                                     variants=["clean", "phone"] if phone else ["clean"], arms=arms, ckpt=ckpt,
+                                     speech_path=speech_path, asr=asr, backend=backend, model=model,
+                                     temperature=temperature, max_tokens=max_tokens, seed=seed,
+                                     concurrency=concurrency, limit=limit, threads=threads)  # fmt: skip
+        except ValueError as e:
+            fail(str(e))
         try:
             rep = asyncio.run(evaluate(cfg, progress=lambda s: typer.echo(s, err=True)))
         except LLMUnavailable as e:
             fail(f"LLM backend unavailable: {e}")
-        except (ValueError, OSError) as e:
+        except (ValueError, OSError, SpeechModelError) as e:
             fail(str(e))
         typer.echo(json.dumps(rep, indent=2) if json_out else format_report(rep))

@@ -163,6 +163,29 @@ def load_examples(
     return out
 
 
+def load_clips(aud: str | Path, split: Split = "all", test_fraction: float = 0.1, role: str = "agent",
+               skip_flagged: bool = True) -> list[SpeechExample]:  # fmt: skip
+    """Every voiced clip of ``role`` with the words it says, as examples without a reply: speech for the alignment
+    stage, which learns to spell any voiced line (the agent's lines hold the product's words and most questions)."""
+    aud = Path(aud)
+    manifest = aud / MANIFEST
+    if not manifest.exists():
+        raise DataError(f"{aud}: no {MANIFEST}; point --data at the output folder of `mads synth`")
+    out: list[SpeechExample] = []
+    for r in _read_manifest(manifest):
+        did = str(r["dialogue_id"])
+        sp = split_of(did, test_fraction)
+        if r["role"] != role or not r.get("audio") or (skip_flagged and r.get("flagged")):
+            continue
+        if split != "all" and sp != split:
+            continue
+        clip = Path(r["audio"]) if Path(r["audio"]).is_absolute() else aud / r["audio"]
+        out.append(SpeechExample(id=f"{did}:{r['turn']}:{role}", dialogue_id=did, turn=int(r["turn"]),
+                                 scenario=r.get("scenario"), user_text=_written(r), user_spoken=r["text"],
+                                 user_audio=str(clip), reply="", split=sp))  # fmt: skip
+    return out
+
+
 def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Mono float32 PCM at ``sample_rate`` from a WAV/FLAC file."""
     import soundfile as sf

@@ -63,6 +63,35 @@ def llm_folder(name: str) -> Path:
     return out
 
 
+def llm_tokenizer(name: str):
+    """The LLM's tokenizer alone, for what needs its ids but not its weights (the CTC ear): from the dequantized
+    folder when there is one, else from the GGUF, kept in the cache (a tokenizer-only folder of a few MB)."""
+    from transformers import AutoTokenizer
+
+    p = Path(name).expanduser()
+    if p.is_dir():
+        return AutoTokenizer.from_pretrained(llm_folder(name), local_files_only=True)
+    try:
+        gguf = assets.resolve_gguf(name)
+    except assets.AssetError as e:
+        raise SpeechModelError(str(e)) from e
+    key = f"{gguf.stem}-{gguf.stat().st_size}"
+    full = assets.cache_dir() / "models" / "hf" / key
+    out = full if (full / "tokenizer_config.json").exists() else assets.cache_dir() / "models" / "tokenizers" / key
+    if (out / "tokenizer_config.json").exists():
+        return AutoTokenizer.from_pretrained(out, local_files_only=True)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tok.save_pretrained(tmp)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(tmp, out)
+    except OSError:  # another process saved it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return tok
+
+
 def load_llm(name: str, device: str, dtype: torch.dtype):
     """(folder, tokenizer, causal LM) with every weight frozen, in eval mode on ``device``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer

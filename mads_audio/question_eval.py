@@ -12,7 +12,7 @@ import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -50,6 +50,9 @@ class QuestionEvalConfig(BaseModel):
     variants: list[Variant] = ["clean", "phone"]
     arms: list[Arm] = ["text", "cascade", "shuffled"]
     ckpt: str | None = Field(None, description="speech-LLM checkpoint for the speech arm")
+    speech_path: Literal["tokens", "torch"] = Field(
+        "tokens", description="tokens: a CTC checkpoint's ear hands its token ids to the text arms' Dialog Agent on "
+        "the same backend (the llama.cpp path); torch: the checkpoint's own LLM in torch (about 30 s a reply on 2 cores)")
     asr: str = "base"
     backend: str = "embedded"
     model: str | None = None
@@ -105,7 +108,8 @@ async def evaluate(
     done = {a.key for a in read_answers(answers_path)}
 
     params = GenParams(temperature=cfg.temperature, max_tokens=cfg.max_tokens)
-    own = backend is None and bool({"text", "cascade", "shuffled"} & set(cfg.arms))
+    tokens = "speech" in cfg.arms and cfg.speech_path == "tokens"
+    own = backend is None and (tokens or bool({"text", "cascade", "shuffled"} & set(cfg.arms)))
     if own:
         backend = make_backend(cfg.backend, cfg.model, parallel=cfg.concurrency)
         await backend.check()
@@ -117,9 +121,15 @@ async def evaluate(
     if "speech" in cfg.arms:
         if not cfg.ckpt:
             raise ValueError("the speech arm needs --ckpt (a checkpoint from `mads train speech`)")
-        from .infer import SpeechAgent
+        if tokens:
+            from .ear import CTCEar
 
-        speech = SpeechAgent(cfg.ckpt, scenario=scenario.name, max_new_tokens=cfg.max_tokens, temperature=cfg.temperature)
+            speech = CTCEar(cfg.ckpt, threads=cfg.threads)
+        else:
+            from .infer import SpeechAgent
+
+            speech = SpeechAgent(cfg.ckpt, scenario=scenario.name, max_new_tokens=cfg.max_tokens,
+                                 temperature=cfg.temperature)
 
     # the call so far: the opening the pipeline arm's agent itself says (the scenario's fixed line, if any)
     opening_path = out / "opening.json"
@@ -153,8 +163,11 @@ async def evaluate(
         if arm == "cascade":
             heard = (await asyncio.to_thread(asr.transcribe, audio)).text
             return heard, await agent_reply(heard, key)
+        if tokens:  # what the model heard is what the agent reads
+            heard = (await asyncio.to_thread(speech.hear, audio)).text
+            return heard, await agent_reply(heard, key)
         r = await asyncio.to_thread(speech.reply, audio, SAMPLE_RATE, context, seed=derive_seed(cfg.seed, key))
-        return it.text, r.text
+        return "", r.text  # the model read the audio itself
 
     lock = asyncio.Semaphore(cfg.concurrency)
     todo = [(it, arm, v) for arm in cfg.arms for v in (["clean"] if arm in ("text", "shuffled") else cfg.variants)
@@ -175,10 +188,26 @@ async def evaluate(
     if own:
         await backend.aclose()
     rep = report(qs, read_answers(answers_path))
+    rep["heard_wer"] = heard_wer(items, read_answers(answers_path), ears=("cascade", "speech") if tokens else ("cascade",))
     rep["context"] = [t.model_dump() for t in context]
     rep["settings"] = cfg.model_dump(exclude={"out"})
     (out / "report.json").write_text(json.dumps(rep, indent=2) + "\n")
     return rep
+
+
+def heard_wer(items: list[Item], answers: list[Answer], ears: tuple[str, ...] = ("cascade", "speech")) -> dict[str, float]:
+    """Per ear and variant, the corpus WER of what the ear passed on (Whisper's transcript, the CTC ear's tokens)
+    against the question the clip holds. The torch speech arm passes on nothing readable and has no entry."""
+    from .eval import corpus_wer
+
+    text = {it.id: it.text for it in items}
+    cells: dict[str, tuple[list[str], list[str]]] = {}
+    for a in answers:
+        if a.arm in ears and a.item in text:
+            refs, hyps = cells.setdefault(f"{a.arm}/{a.variant}", ([], []))
+            refs.append(text[a.item])
+            hyps.append(a.asked)
+    return {k: round(corpus_wer(*v), 4) for k, v in sorted(cells.items())}
 
 
 def format_report(rep: dict[str, Any]) -> str:
@@ -189,4 +218,6 @@ def format_report(rep: dict[str, Any]) -> str:
         lines.append(f"{name:<18} {r['correct']:>4}/{r['n']:<4} {r['accuracy']:>9.3f}  [{lo:.3f}, {hi:.3f}]")
     for variant, ratio in rep.get("speech_over_cascade", {}).items():
         lines.append(f"speech / cascade ({variant}): {ratio:.3f}")
+    for name, w in rep.get("heard_wer", {}).items():
+        lines.append(f"WER of what the ear passed on, {name}: {w:.3f}")
     return "\n".join(lines)

@@ -142,8 +142,9 @@ class Answer(BaseModel):
     qid: str
     arm: Arm
     variant: Variant
-    asked: str = Field(description="what the arm was given to read (the question, Whisper's transcript, or "
-                                   "the other question); for the speech arm the question the clip holds")
+    asked: str = Field(description="what the arm was given to read (the question, Whisper's transcript, the CTC "
+                                   "ear's tokens as text, or the other question); empty for the torch speech arm, "
+                                   "which reads the audio itself")
     reply: str
     ok: bool
 

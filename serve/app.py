@@ -72,6 +72,7 @@ def recordings_dir(db: Path) -> Path:
 
 def build_server(o: ServeOptions) -> VoiceServer:
     from .arms.audio import AudioArm
+    from .arms.ear import EarArm, default_audio_model, is_ctc_checkpoint
     from .arms.pipeline import PipelineArm
 
     scenario = load_scenario(o.scenario)
@@ -90,8 +91,13 @@ def build_server(o: ServeOptions) -> VoiceServer:
                                  stream=o.stream, max_calls=o.max_calls, **same)  # fmt: skip
     }
     unavailable: dict[str, str] = {}
+    # no --audio-model: the checkpoint shipped for the default backbone; "none": no audio arm
+    audio_model = None if (o.audio_model or "").lower() == "none" else (o.audio_model or default_audio_model())
     try:
-        arms["audio"] = AudioArm(scenario, o.audio_model, tts, voice, asr, **same)
+        if audio_model and is_ctc_checkpoint(audio_model):  # the ear, then the pipeline's own LLM on llama.cpp
+            arms["audio"] = EarArm(arms["pipeline"], audio_model)
+        else:
+            arms["audio"] = AudioArm(scenario, audio_model, tts, voice, asr, **same)
     except ArmUnavailable as e:
         unavailable["audio"] = str(e)
     if o.split:

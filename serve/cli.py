@@ -41,7 +41,9 @@ def serve_cmd(
     incomplete_silence_ms: int = typer.Option(800, help="Silence that ends any turn."),
     asr: str = typer.Option("base", help="Whisper model for the pipeline arm: base, tiny.en, or a CTranslate2 folder."),
     tts: str = typer.Option("flite", help="Agent TTS engine: flite (fast) or kokoro (better, about real time on 2 cores)."),
-    audio_model: str | None = typer.Option(None, help="Speech-LLM checkpoint for the audio arm."),
+    audio_model: str | None = typer.Option(None, help="Speech-LLM checkpoint for the audio arm (default: the one "
+                                             "shipped for the default LLM; 'none': no audio arm). A CTC checkpoint "
+                                             "runs as an ear before the pipeline's own LLM."),
     recordings: Path | None = typer.Option(None, help="Folder for stereo call recordings (default: next to --db)."),
     no_recordings: bool = typer.Option(False, "--no-recordings", help="Do not record call audio."),
     allow_origin: list[str] = typer.Option([], help="Browser Origin allowed to open calls, e.g. https://voice.example.com (repeatable; '*' allows any). Without it only this server's own page on localhost may."),

@@ -31,6 +31,8 @@ def synth_cmd(
     gap: float = typer.Option(0.45, min=0.05, help="Median pause between turns in seconds."),
     seed: int = typer.Option(0, help="Seed of gaps, overlaps, backchannels and noise."),
     limit: Optional[int] = typer.Option(None, min=1, help="Voice at most this many new dialogues."),
+    roles: str = typer.Option("agent,user", help="Roles to voice, comma-separated; 'user' voices only the customer "
+                              "(what a speech model's alignment stage hears), the agent's lines stay as text."),
     hf: bool = typer.Option(True, help="Write the Hugging Face datasets folder AUD/hf."),
     redo: bool = typer.Option(False, help="Rebuild every dialogue (needed after changing audio settings)."),
     ray: Optional[str] = typer.Option(None, "--ray", help="Voice on a Ray cluster: 'auto' (running cluster), 'local' "
@@ -53,7 +55,7 @@ def synth_cmd(
             mix=MixConfig(overlap_prob=overlap_prob, backchannel_prob=backchannel_prob, gap_median_s=gap),
             qa=QAConfig(asr=None if asr.lower() == "none" else asr, speaker=not no_speaker_check, max_wer=max_wer,
                         retakes=retakes),
-            workers=workers, threads=threads, hf=hf,
+            workers=workers, threads=threads, hf=hf, roles=[r.strip() for r in roles.split(",") if r.strip()],
         )  # fmt: skip
     except ValueError as e:
         fail(str(e))

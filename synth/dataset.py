@@ -30,7 +30,7 @@ def rows(out: Path, recs: list[DialogueRecord], book: VoiceBook, telephony: bool
     for r in recs:
         pid = persona_key(r)
         for i, t in enumerate(r.turns):
-            if t.role != "user" or (r.id, i) not in clips:
+            if t.role != "user" or not clips.get((r.id, i), {}).get("audio"):
                 continue
             nxt = next((j for j in range(i + 1, len(r.turns)) if r.turns[j].role == "agent"), None)
             if nxt is None or (r.id, nxt) not in clips:
@@ -44,7 +44,7 @@ def rows(out: Path, recs: list[DialogueRecord], book: VoiceBook, telephony: bool
                 "user_text": u["text"],
                 "user_audio": str(out / u["audio"]),
                 "agent_text": a["text"],
-                "agent_audio": str(out / a["audio"]),
+                "agent_audio": str(out / a["audio"]) if a.get("audio") else None,  # --roles user: text only
                 "call": u["call"],
                 "user_start": u["start"],
                 "sample_rate": u["sample_rate"],

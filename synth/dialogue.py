@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -38,10 +38,13 @@ class SynthConfig(BaseModel):
     workers: int = Field(1, ge=1)
     threads: int | None = Field(None, ge=1, description="CPU threads per worker (default: cores / workers)")
     hf: bool = True
+    # a speech model's alignment stage hears only the customer: voicing the agent too would double the cost
+    roles: list[Literal["agent", "user"]] = Field(["agent", "user"], min_length=1,
+                                                  description="the roles voiced; the others are kept as text lines")
 
     def audio_fields(self) -> dict[str, Any]:
         """Settings that change what is written; a resume with other values would mix two datasets."""
-        return self.model_dump(include={"engine", "seed", "telephony", "tel", "mix", "qa"})
+        return self.model_dump(include={"engine", "seed", "telephony", "tel", "mix", "qa", "roles"})
 
 
 class DialogueResult(BaseModel):
@@ -101,6 +104,9 @@ class Worker:
             text = speakable(turn.text)
             if not text:
                 skipped.append({"turn": i, "role": turn.role, "text": turn.text, "reason": "nothing speakable"})
+                continue
+            if turn.role not in cfg.roles:
+                skipped.append({"turn": i, "role": turn.role, "text": turn.text, "reason": "role not voiced"})
                 continue
             c = self._clip(text, speakers[turn.role].voice, t)
             if c["sr"] != sr_call:
@@ -193,6 +199,12 @@ class Worker:
             })  # fmt: skip
             c["words_call"] = [{**w, "start": round(w["start"] + ev.start, 3), "end": round(w["end"] + ev.start, 3)}
                                for w in words]  # fmt: skip
+        for sk in skipped:
+            if sk["reason"] == "role not voiced":  # the line was said in the call: the manifest keeps its words
+                manifest.append({"dialogue_id": rec.id, "turn": sk["turn"], "role": sk["role"],
+                                 "text": speakable(sk["text"]), "source_text": sk["text"], "audio": None,
+                                 "persona_id": rec.persona_id, "scenario": rec.scenario, "run": run_ref})  # fmt: skip
+        manifest.sort(key=lambda m: m["turn"])
         for e in events:
             item = e.model_dump(exclude={"start_sample", "samples"})
             item["start"], item["end"] = round(e.start, 4), round(e.end, 4)

@@ -24,6 +24,7 @@ command again resumes where it stopped; batches are a pure function of
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -37,7 +38,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from mads_audio.augment import TelephonyConfig, telephony
-from mads_audio.data import SpeechExample, load_examples, read_audio
+from mads_audio.data import SpeechExample, load_clips, load_examples, read_audio
 
 STATE_FILE = "train_state.pt"
 LOG_FILE = "loss.jsonl"
@@ -47,7 +48,7 @@ SUMMARY_FILE = "summary.json"
 
 class SpeechTrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    data: str = Field(description="output folder of `mads synth` (manifest.jsonl + clips)")
+    data: str = Field(description="output folder of `mads synth` (manifest.jsonl + clips); several, comma-separated")
     out: str = Field(description="checkpoint folder (created; an existing one is resumed)")
     # model
     llm: str = "smollm2"
@@ -76,6 +77,8 @@ class SpeechTrainConfig(BaseModel):
     grad_clip: float = 1.0
     kd_weight: float = Field(0.0, ge=0.0, le=1.0)
     telephony_p: float = Field(0.5, ge=0.0, le=1.0, description="share of clips degraded by the phone channel")
+    align_roles: Literal["user", "all"] = Field(
+        "user", description="stage 0: spell the customer's clips only, or every voiced clip (the agent's too)")
     # data and bookkeeping
     test_fraction: float = 0.1
     limit: int | None = None
@@ -91,8 +94,18 @@ class SpeechTrainConfig(BaseModel):
 
 
 def load_data(cfg: SpeechTrainConfig) -> tuple[list[SpeechExample], list[SpeechExample]]:
-    train = load_examples(cfg.data, "train", cfg.test_fraction, cfg.scenario, cfg.limit)
-    held = load_examples(cfg.data, "test", cfg.test_fraction, cfg.scenario)[: cfg.eval_examples]
+    """Examples of every folder in ``cfg.data`` (comma-separated: the same calls voiced by two engines, say). A
+    dialogue's split depends on its id alone, so a call voiced twice is held out, or not, in both voicings."""
+    folders = [d.strip() for d in cfg.data.split(",") if d.strip()]
+    train, helds = [], []
+    for d in folders:
+        train += load_examples(d, "train", cfg.test_fraction, cfg.scenario)
+        if cfg.stage == 0 and cfg.align_roles == "all":  # the agent's voiced lines too (held-out: customers only)
+            train += load_clips(d, "train", cfg.test_fraction, role="agent")
+        helds.append(load_examples(d, "test", cfg.test_fraction, cfg.scenario))
+    train = train[: cfg.limit] if cfg.limit else train
+    # held-out examples taken from each folder in turn, so every voicing is scored
+    held = [ex for group in itertools.zip_longest(*helds) for ex in group if ex is not None][: cfg.eval_examples]
     if not train:
         raise SystemExit(f"{cfg.data}: no training examples (an agent turn right after a customer clip)")
     return train, held

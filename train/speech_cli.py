@@ -11,7 +11,7 @@ import typer
 def register_speech(train: typer.Typer) -> None:
     @train.command("speech")
     def speech(
-        data: str = typer.Option(..., "--data", help="output folder of `mads synth` (AUD)"),
+        data: str = typer.Option(..., "--data", help="output folder of `mads synth` (AUD); several, comma-separated"),
         out: str = typer.Option(..., "--out", help="checkpoint folder; rerun the same command to resume"),
         llm: str = typer.Option("smollm2", help="LLM preset, .gguf file or local HF folder (e.g. from `mads train sft`)"),
         whisper: str = typer.Option("base", help="Whisper preset (base, tiny.en) or CTranslate2 folder"),
@@ -27,6 +27,8 @@ def register_speech(train: typer.Typer) -> None:
         warmup: int = typer.Option(20),
         kd_weight: float = typer.Option(0.0, min=0.0, max=1.0, help="weight of KL to the text model's reply distribution"),
         telephony_p: float = typer.Option(0.5, min=0.0, max=1.0, help="share of clips degraded by a phone channel"),
+        align_roles: str = typer.Option("user", help="stage 0: clips to spell, user (the customer's) or all (the "
+                                        "agent's voiced lines too; synthesize them with `mads synth --roles agent,user`)"),
         system: str = typer.Option("short", help="system prompt: short | full | none"),
         max_context_turns: int = typer.Option(4, help="text turns kept before the audio turn"),
         stack: int = typer.Option(8, help="Whisper frames stacked per audio token"),
@@ -49,6 +51,7 @@ def register_speech(train: typer.Typer) -> None:
             data=data, out=out, llm=llm, whisper=whisper, stage=stage, init_from=init_from, steps=steps,
             batch_size=batch_size, grad_accum=grad_accum, lr=lr, lora_lr=lora_lr, lora_r=lora_r,
             lora_alpha=2 * lora_r, warmup=warmup, kd_weight=kd_weight, telephony_p=telephony_p, system=system,
+            align_roles=align_roles,
             max_context_turns=max_context_turns, stack=stack, projector_hidden=projector_hidden, scenario=scenario,
             test_fraction=test_fraction, limit=limit, eval_every=eval_every, eval_examples=eval_examples,
             save_every=save_every, seed=seed, threads=threads, device=device,

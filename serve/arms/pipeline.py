@@ -162,7 +162,11 @@ class PipelineArm(Arm):
 
     def _prompt(self, agent: DialogAgent, history: list[Turn]):
         # the Dialog Agent's own framing, so a streamed reply sees exactly the prompt a self-play turn would
-        return agent._prompt(history)
+        return agent._prompt(self._as_heard(agent, history))
+
+    def _as_heard(self, agent: DialogAgent, history: list[Turn]) -> list[Turn]:
+        """The call as this arm's LLM reads it: the record (an arm with another ear reads its own words)."""
+        return history
 
     async def prepare(self, ctx: CallContext, partial: str) -> None:
         """The caller is still speaking: evaluate the prompt with their words so far on the call's slot."""
@@ -194,7 +198,7 @@ class PipelineArm(Arm):
         if not voiced:
             text, failed = FALLBACK_LINE, True
             if not streamed:  # other backends answer whole, through the Dialog Agent and its retries
-                reply = await agent.next_turn(ctx.history)
+                reply = await agent.next_turn(self._as_heard(agent, ctx.history))
                 timings["llm_ms"] = timings["llm_first_ms"] = _ms(t0)
                 # a reply with nothing to say aloud ("(speaking)", "[END]") would reach the caller as silence
                 if speakable(reply.text):

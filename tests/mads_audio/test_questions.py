@@ -147,3 +147,36 @@ def test_the_command_names_a_missing_question_set(tmp_path):
     res = CliRunner().invoke(app, ["eval", "questions", "--out", str(tmp_path / "q"), "--questions", str(tmp_path / "none.yaml")])
     assert res.exit_code == 2
     assert "no question set" in res.output and "shipped: automotive, finance, insurance" in res.output
+
+
+@pytest.mark.skipif(shutil.which("flite") is None, reason="flite voices the questions")
+def test_the_speech_arms_token_path_puts_what_the_ear_heard_before_the_same_agent(tmp_path: Path, monkeypatch):
+    from mads_audio import ear
+
+    heard_on = []
+
+    class Ear:  # control flow only: what a CTC checkpoint's ear would hand over
+        def __init__(self, ckpt, threads=None):
+            self.ckpt = ckpt
+
+        def hear(self, audio):
+            heard_on.append(len(audio))
+            return ear.Heard(ids=[1], text="What do I pay per month?", confidence=0.9, seconds=0.01)
+
+    monkeypatch.setattr(ear, "CTCEar", Ear)
+    qs = {"scenario": "insurance", "questions": [
+        {"id": "month", "fact": "288 RMB per month", "ask": ["How much is it per month?"], "expect": [r"\b288\b"]},
+        {"id": "wait", "fact": "90 days", "ask": ["Is there a waiting period?"], "expect": [r"\b90\b"]},
+    ]}  # fmt: skip
+    (tmp_path / "q.yaml").write_text(yaml.safe_dump(qs))
+    cfg = QuestionEvalConfig(scenario="insurance", questions=str(tmp_path / "q.yaml"), out=str(tmp_path / "out"),
+                             voices=1, engine="flite", threads=1, variants=["clean", "phone"], arms=["speech"],
+                             ckpt="CKPT")  # fmt: skip
+    backend = ScriptedBackend(_knows_only_the_monthly_price)
+    rep = asyncio.run(evaluate(cfg, backend=backend))
+    assert len(heard_on) == 4 and all(n > 8000 for n in heard_on)  # each clip, clean and through the phone line
+    answers = [json.loads(line) for line in (tmp_path / "out" / "answers.jsonl").read_text().splitlines()]
+    assert {a["asked"] for a in answers} == {"What do I pay per month?"}  # the record holds what the ear heard
+    # the agent answered the heard words: right about the month, wrong about the waiting period
+    assert rep["rows"]["speech/clean"]["correct"] == 1 and rep["rows"]["speech/phone"]["correct"] == 1
+    assert any("What do I pay per month?" in str(p) for p, _ in backend.calls)

@@ -98,3 +98,33 @@ def test_telephony_is_deterministic_per_seed_and_clean_when_p_is_zero():
     b = telephony(x, np.random.default_rng(5), TelephonyConfig(p=1.0))
     assert np.array_equal(a, b) and a.shape == x.shape and not np.allclose(a, x)
     assert np.array_equal(telephony(x, np.random.default_rng(5), TelephonyConfig(p=0.0)), x)
+
+
+def test_agent_clips_for_the_alignment_stage_and_several_folders(tmp_path):
+    from mads_audio.data import load_clips
+    from train.speech import SpeechTrainConfig, load_data
+
+    lines = [x for i in range(30) for x in _call(f"dlg{i}", ["Hello, Li Wei here.", "Hi.", "It is 288 RMB.", "Ok."])]
+    lines[2]["source_text"] = "It is 288 RMB!"
+    lines[4]["audio"] = None  # a line kept as text (`mads synth --roles user`): no clip to hear
+    _write(tmp_path / "a", lines)
+    _write(tmp_path / "b", lines)
+    clips = load_clips(tmp_path / "a", role="agent")
+    assert len(clips) == 2 * 30 - 1 and all(c.id.endswith(":agent") and not c.reply for c in clips)
+    assert clips[1].user_spoken == "It is 288 RMB." and clips[1].user_text == "It is 288 RMB!"
+    train = load_clips(tmp_path / "a", "train", 0.25, role="agent")
+    assert train and all(split_of(c.dialogue_id, 0.25) == "train" for c in train)
+    with pytest.raises(DataError, match="manifest"):
+        load_clips(tmp_path / "none")
+
+    def cfg(**kw):
+        return SpeechTrainConfig(data=f"{tmp_path / 'a'},{tmp_path / 'b'}", out=str(tmp_path / "o"), test_fraction=0.25,
+                                 eval_examples=6, **kw)  # fmt: skip
+
+    tr, held = load_data(cfg())
+    one = load_examples(tmp_path / "a", "train", 0.25)
+    assert len(tr) == 2 * len(one)  # both folders
+    assert len(held) == 6 and {h.user_audio.split("/")[-4] for h in held} == {"a", "b"}  # each folder scored
+    tr_all, held_all = load_data(cfg(stage=0, align_roles="all"))
+    assert len(tr_all) == len(tr) + 2 * len(train) and [h.id for h in held_all] == [h.id for h in held]
+    assert len(load_data(cfg(align_roles="all"))[0]) == len(tr)  # only the alignment stage spells the agent's lines

@@ -161,3 +161,30 @@ def test_flite_overlaps_backchannels_layout_and_durations(aud_flite, real_run):
     q = json.loads((out / "quality.json").read_text())
     assert q["wer_mean"] is None and q["same_speaker_cos_mean"] is not None
     assert all(len(x["speaker_embedding"]) == 256 for x in lines)  # GE2E of a reference sentence
+
+
+@pytest.mark.slow
+def test_voicing_only_the_customer_keeps_the_agents_words_as_text(real_run, tmp_path):
+    """``--roles user``: what the alignment stage of the speech model hears, at half the cost."""
+    from mads_audio.data import load_examples
+    from synth.dialogue import SynthConfig
+    from synth.quality import QAConfig
+    from synth.stage import synth_run
+
+    out = tmp_path / "aud_user"
+    synth_run(real_run, out, SynthConfig(engine="flite", qa=QAConfig(asr=None, speaker=False), hf=False,
+                                         roles=["user"]), progress=False)  # fmt: skip
+    recs, lines = _check_voiced(real_run, out)  # every speakable turn is in the manifest, agent lines too
+    agent = [x for x in lines if x["role"] == "agent"]
+    user = [x for x in lines if x["role"] == "user"]
+    assert agent and user
+    assert all(x["audio"] is None and x["text"] for x in agent)
+    assert all((out / x["audio"]).exists() for x in user)
+    assert not any(p.name.endswith("_agent.wav") for p in (out / "clips").rglob("*.wav"))
+    by_turn = {(r.id, i): t.text for r in recs for i, t in enumerate(r.turns)}
+    assert all(x["source_text"] == by_turn[(x["dialogue_id"], x["turn"])] for x in agent)
+    # the speech model's examples: each customer clip with the agent's written reply after it
+    exs = load_examples(out, "all", 0.0)
+    assert exs and all(e.reply and e.user_audio.endswith("_user.wav") for e in exs)
+    with pytest.raises(ValueError, match="roles"):
+        SynthConfig(roles=[])

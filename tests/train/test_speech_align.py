@@ -81,6 +81,121 @@ def test_controls_show_the_aligned_model_listens_and_stage_one_continues(aligned
     assert s1["steps"] == 2 and read_checkpoint_info(tmp_path / "s1").config.audio_tokens == "ctc"
 
 
+@pytest.mark.slow
+def test_the_ear_alone_hears_what_the_whole_model_hears(aligned, tmp_path):
+    """The token path (encoder + projector, no LLM in torch) gives the ids the LLM's mixes are centred on."""
+    from mads_audio.checkpoint import CheckpointInfo
+    from mads_audio.config import SpeechModelError
+    from mads_audio.ear import CTCEar
+    from mads_audio.model import SpeechLLM
+
+    out, _ = aligned
+    ear = CTCEar(out, threads=2)
+    model = SpeechLLM.load(out, device="cpu")
+    for ex in load_examples(tiny_dataset(), "all", 0.0)[:4]:
+        a = read_audio(ex.user_audio)
+        h = ear.hear(a)
+        assert h.text == model.heard(a)
+        assert h.ids and set(h.ids) <= set(ear.vocab) and model.tokenizer.decode(h.ids).strip() == h.text
+        assert 0 < h.confidence <= 1 and h.seconds > 0
+    assert ear.hear(np.zeros(16000, np.float32)).text != ex.user_spoken  # silence is not the last clip
+    info = read_checkpoint_info(out)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cfg = info.config.model_copy(update={"audio_tokens": "frames", "ctc_vocab": None})
+    (frames / "config.json").write_text(CheckpointInfo(config=cfg).model_dump_json())
+    with pytest.raises(SpeechModelError, match="not a CTC checkpoint"):
+        CTCEar(frames)
+    with pytest.raises(SpeechModelError, match="not a speech checkpoint"):
+        CTCEar(tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(__import__("shutil").which("flite") is None, reason="the arm voices its reply with flite")
+def test_the_served_ear_puts_what_it_heard_in_the_pipelines_prompt(aligned):
+    """``mads serve`` with a CTC checkpoint: the audio arm is the pipeline arm with another ear, nothing else."""
+    import asyncio
+
+    from mads_audio.model import SpeechLLM
+    from mads_text.common import assets
+    from mads_text.llm.fake import ScriptedBackend
+    from mads_text.scenario import load_scenario
+    from serve.arms.base import ArmUnavailable, CallContext
+    from serve.arms.ear import EarArm
+    from serve.arms.parity import differences
+    from serve.arms.pipeline import PipelineArm
+    from serve.frames import TranscriptFrame
+    from serve.tts import TTS, Voice
+
+    class Embedded(ScriptedBackend):
+        def __init__(self, reply, gguf="smollm2"):
+            super().__init__(reply)
+            self.gguf = gguf
+
+        def describe(self):
+            return {"backend": "embedded", "model": self.gguf, "path": str(assets.resolve_gguf(self.gguf))}
+
+    out, _ = aligned
+    scenario = load_scenario("insurance")
+    prompts = []
+
+    def reply(prompt, params):
+        prompts.append(str(prompt))
+        return "It is 288 RMB a month."
+
+    pipe = PipelineArm(scenario, Embedded(reply), None, TTS("flite"), Voice(engine="flite", name="slt"), stream=False)
+    arm = EarArm(pipe, str(out))
+    assert differences(pipe.describe(), arm.describe()) == []  # same backbone, prompt and decoding
+    assert arm.describe()["ear"]["tokens"] == len(read_checkpoint_info(out).config.ctc_vocab)
+    other = PipelineArm(scenario, Embedded(reply, "qwen1.5b"), None, TTS("flite"), Voice(engine="flite", name="slt"))
+    with pytest.raises(ArmUnavailable, match="tokens of"):
+        EarArm(other, str(out))  # a Qwen pipeline cannot read SmolLM2's token ids
+
+    ex, ex2 = load_examples(tiny_dataset(), "all", 0.0)[:2]
+    audio, audio2 = read_audio(ex.user_audio), read_audio(ex2.user_audio)
+
+    ctx_seen = []
+
+    class Whisper:  # the words transcribed while the caller spoke, for the record
+        async def text(self):
+            return "whisper's words"
+
+    async def call():
+        await arm.load()
+        prompts.clear()  # the warm-up's opening
+        from mads_text.common.records import Turn
+
+        ctx = CallContext(call_id="c1", scenario=scenario, caller={}, arm="audio",
+                          history=[Turn(role="agent", text=scenario.agent.opening or "Hello.")])
+        ctx_seen.append(ctx)
+        frames = []
+        for clip in (audio, audio2):
+            async for f in arm.respond(ctx, clip, Whisper()):
+                # as the call does: a user turn is added on its first frame, its text replaced by the final one
+                if isinstance(f, TranscriptFrame) and f.role == "user":
+                    if not f.final:
+                        ctx.history.append(Turn(role="user", text=f.text))
+                    else:
+                        next(t for t in reversed(ctx.history) if t.role == "user").text = f.text
+                if isinstance(f, TranscriptFrame) and f.role == "agent" and f.final:
+                    ctx.history.append(Turn(role="agent", text=f.text))
+                frames.append(f)
+        return frames
+
+    frames = asyncio.run(call())
+    users = [f for f in frames if isinstance(f, TranscriptFrame) and f.role == "user"]
+    agents = [f for f in frames if isinstance(f, TranscriptFrame) and f.role == "agent" and f.final]
+    heard = SpeechLLM.load(out, device="cpu").heard(audio)
+    assert users[0].text == heard and not users[0].final  # this turn's prompt holds what the ear heard
+    assert users[-1].text == "whisper's words" and users[-1].final  # the record keeps Whisper's transcript
+    assert agents and agents[0].text == "It is 288 RMB a month." and not agents[0].failed
+    assert heard in prompts[0] and "whisper's words" not in prompts[0]
+    # the next turn's prompt still reads the first line as the ear heard it, though the record now holds Whisper's
+    heard2 = SpeechLLM.load(out, device="cpu").heard(audio2)
+    assert heard in prompts[-1] and heard2 in prompts[-1] and "whisper's words" not in prompts[-1]
+    assert [t.text for t in ctx_seen[0].history if t.role == "user"] == ["whisper's words"] * 2
+
+
 def test_shuffled_control_never_hears_its_own_dialogue():
     dialogues = ["a"] * 3 + ["b"] * 2 + ["c"] * 4 + ["d"] * 3
     order = shuffled_order(dialogues)
