@@ -44,16 +44,26 @@ def register_speech(train: typer.Typer) -> None:
         device: Optional[str] = typer.Option(None, help="cpu or cuda (default: cuda when present)"),
     ) -> None:
         """Train the speech LLM (stage 1 projector; stage 2 adds LoRA) on a synthesized audio dataset."""
+        from mads_audio.data import DataError
+        from mads_text.common.cli import fail
+
         from .speech import SpeechTrainConfig
         from .speech import train as run
 
-        cfg = SpeechTrainConfig(
-            data=data, out=out, llm=llm, whisper=whisper, stage=stage, init_from=init_from, steps=steps,
-            batch_size=batch_size, grad_accum=grad_accum, lr=lr, lora_lr=lora_lr, lora_r=lora_r,
-            lora_alpha=2 * lora_r, warmup=warmup, kd_weight=kd_weight, telephony_p=telephony_p, system=system,
-            align_roles=align_roles,
-            max_context_turns=max_context_turns, stack=stack, projector_hidden=projector_hidden, scenario=scenario,
-            test_fraction=test_fraction, limit=limit, eval_every=eval_every, eval_examples=eval_examples,
-            save_every=save_every, seed=seed, threads=threads, device=device,
-        )
-        typer.echo(json.dumps(run(cfg), indent=2))
+        try:
+            cfg = SpeechTrainConfig(
+                data=data, out=out, llm=llm, whisper=whisper, stage=stage, init_from=init_from, steps=steps,
+                batch_size=batch_size, grad_accum=grad_accum, lr=lr, lora_lr=lora_lr, lora_r=lora_r,
+                lora_alpha=2 * lora_r, warmup=warmup, kd_weight=kd_weight, telephony_p=telephony_p, system=system,
+                align_roles=align_roles,
+                max_context_turns=max_context_turns, stack=stack, projector_hidden=projector_hidden, scenario=scenario,
+                test_fraction=test_fraction, limit=limit, eval_every=eval_every, eval_examples=eval_examples,
+                save_every=save_every, seed=seed, threads=threads, device=device,
+            )
+        except ValueError as e:
+            fail(str(e))
+        try:
+            result = run(cfg)
+        except DataError as e:  # a folder that is not a synthesized dataset: nothing was trained yet
+            fail(str(e))
+        typer.echo(json.dumps(result, indent=2))

@@ -220,3 +220,19 @@ def test_paired_difference_and_interval():
     assert r["true_better_share"] == 1.0
     r = paired(true, true + np.array([0.2, -0.2, 0.2, -0.2]), np.ones(4))
     assert r["ci95"][0] < 0 < r["ci95"][1] and r["true_better_share"] == 0.5
+
+
+def test_mads_train_speech_names_a_bad_option_or_folder(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from train.speech_cli import register_speech
+
+    app, train_app = typer.Typer(), typer.Typer()
+    app.add_typer(train_app, name="train")
+    register_speech(train_app)
+    res = CliRunner().invoke(app, ["train", "speech", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--stage",
+                                   "0", "--align-roles", "some"])  # fmt: skip
+    assert res.exit_code == 2 and "align_roles" in res.output
+    res = CliRunner().invoke(app, ["train", "speech", "--data", f"{tmp_path / 'none'}", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "no manifest.jsonl" in res.output
