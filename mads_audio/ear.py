@@ -75,18 +75,16 @@ class CTCEar:
 
         import torch
 
+        from .model import ctc_emitted
+
         t0 = time.perf_counter()
         with torch.no_grad():
             h, lens = self.encoder([np.asarray(audio, dtype=np.float32).reshape(-1)[: self.max_samples]])
             y = self.projector.embed(h, lens)[0]
             post = self.projector.ctc_logits(y).float().softmax(-1)
         best = post.argmax(-1).tolist()
-        blank = len(self.vocab)
-        ids, probs, prev = [], [], None
-        for i, b in enumerate(best):
-            if b != prev and b != blank:
-                ids.append(int(self.vocab[b]))
-                probs.append(float(post[i, b]))
-            prev = b
+        kept = ctc_emitted(best, len(self.vocab))
+        ids = [int(self.vocab[best[i]]) for i in kept]
+        probs = [float(post[i, best[i]]) for i in kept]
         text = self.tokenizer.decode(ids).strip()
         return Heard(ids, text, float(np.mean(probs)) if probs else 0.0, time.perf_counter() - t0)

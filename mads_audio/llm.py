@@ -23,6 +23,28 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _gguf(name: str) -> tuple[Path, str]:
+    """The GGUF a preset or path stands for, and its cache key (the file size tells two GGUFs with one stem apart)."""
+    try:
+        gguf = assets.resolve_gguf(name)
+    except assets.AssetError as e:
+        raise SpeechModelError(str(e)) from e
+    return gguf, f"{gguf.stem}-{gguf.stat().st_size}"
+
+
+def _write_once(out: Path, write) -> None:
+    """Fill the cache folder ``out`` with ``write(folder)``: written to a private folder, then renamed, so a
+    concurrent run never sees half of it (if another run got there first, its folder is kept)."""
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    write(tmp)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(tmp, out)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def llm_folder(name: str) -> Path:
     """A local HF folder for ``name``: as given, or a GGUF preset/file dequantized once into the cache.
 
@@ -34,32 +56,23 @@ def llm_folder(name: str) -> Path:
         if not (p / "config.json").exists():
             raise SpeechModelError(f"{p}: not a Hugging Face checkpoint folder (no config.json)")
         return p
-    try:
-        gguf = assets.resolve_gguf(name)
-    except assets.AssetError as e:
-        raise SpeechModelError(str(e)) from e
-    # the file size in the name tells two GGUFs with one stem apart
-    out = assets.cache_dir() / "models" / "hf" / f"{gguf.stem}-{gguf.stat().st_size}"
+    gguf, key = _gguf(name)
+    out = assets.cache_dir() / "models" / "hf" / key
     if (out / "config.json").exists() and any(out.glob("*.safetensors")):
         return out
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    # written to a private folder, then renamed: a concurrent run never sees half a conversion
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
-    lm = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
-    # the GGUF quantizer marker blocks save_pretrained although the weights are already dequantized
-    lm.hf_quantizer = None
-    if hasattr(lm.config, "quantization_config"):
-        del lm.config.quantization_config
-    lm.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.replace(tmp, out)
-    except OSError:  # another process converted it first
-        shutil.rmtree(tmp, ignore_errors=True)
+    def write(folder: Path) -> None:
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
+        lm = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
+        # the GGUF quantizer marker blocks save_pretrained although the weights are already dequantized
+        lm.hf_quantizer = None
+        if hasattr(lm.config, "quantization_config"):
+            del lm.config.quantization_config
+        lm.save_pretrained(folder)
+        tok.save_pretrained(folder)
+
+    _write_once(out, write)
     return out
 
 
@@ -68,28 +81,16 @@ def llm_tokenizer(name: str):
     folder when there is one, else from the GGUF, kept in the cache (a tokenizer-only folder of a few MB)."""
     from transformers import AutoTokenizer
 
-    p = Path(name).expanduser()
-    if p.is_dir():
+    if Path(name).expanduser().is_dir():
         return AutoTokenizer.from_pretrained(llm_folder(name), local_files_only=True)
-    try:
-        gguf = assets.resolve_gguf(name)
-    except assets.AssetError as e:
-        raise SpeechModelError(str(e)) from e
-    key = f"{gguf.stem}-{gguf.stat().st_size}"
+    gguf, key = _gguf(name)
     full = assets.cache_dir() / "models" / "hf" / key
     out = full if (full / "tokenizer_config.json").exists() else assets.cache_dir() / "models" / "tokenizers" / key
-    if (out / "tokenizer_config.json").exists():
-        return AutoTokenizer.from_pretrained(out, local_files_only=True)
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tok.save_pretrained(tmp)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.replace(tmp, out)
-    except OSError:  # another process saved it first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return tok
+    if not (out / "tokenizer_config.json").exists():
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
+        _write_once(out, tok.save_pretrained)
+        return tok
+    return AutoTokenizer.from_pretrained(out, local_files_only=True)
 
 
 def load_llm(name: str, device: str, dtype: torch.dtype):

@@ -99,14 +99,19 @@ class Sample:
     scenario: str | None = None
 
 
+def ctc_emitted(best: Sequence[int], blank: int) -> list[int]:
+    """Greedy CTC: the frames that emit a class (a run of one class emits once; blanks emit nothing)."""
+    out, prev = [], None
+    for i, b in enumerate(best):
+        if b != prev and b < blank:
+            out.append(i)
+        prev = b
+    return out
+
+
 def ctc_text(tokenizer, vocab: Sequence[int], best: Sequence[int]) -> str:
     """Greedy CTC decoding: merge repeats, drop blanks (class len(vocab)), map classes to token ids, detokenize."""
-    ids, prev = [], None
-    for b in best:
-        if b != prev and b < len(vocab):
-            ids.append(int(vocab[b]))
-        prev = b
-    return tokenizer.decode(ids).strip()
+    return tokenizer.decode([int(vocab[best[i]]) for i in ctc_emitted(best, len(vocab))]).strip()
 
 
 # --- the model ----------------------------------------------------------------------

@@ -36,7 +36,7 @@ from synth.textnorm import sentence_complete, speakable
 
 from ..frames import EventFrame, Frame, TranscriptFrame
 from ..tts import TTS, Voice
-from .base import Arm, ArmUnavailable, CallContext
+from .base import Arm, ArmUnavailable, CallContext, speech_checkpoint
 from .parity import backbone, decoding, sha256_text
 from .pipeline import FALLBACK_LINE, agent_instruction, speak_sentence, stop_strings
 
@@ -67,13 +67,7 @@ class AudioArm(Arm):
             raise ArmUnavailable(f"the audio arm needs the speech LLM runtime (mads_audio.infer, torch): {e}") from None
         if not checkpoint:
             raise ArmUnavailable("the audio arm needs a speech-LLM checkpoint: pass --audio-model SCKPT (from `mads train speech`)")
-        from mads_audio.checkpoint import read_checkpoint_info
-        from mads_audio.config import SpeechModelError
-
-        try:
-            self.info = read_checkpoint_info(checkpoint)
-        except SpeechModelError as e:
-            raise ArmUnavailable(str(e)) from None
+        self.info = speech_checkpoint(checkpoint)
         self.scenario = scenario
         self.checkpoint = checkpoint
         self.tts = tts

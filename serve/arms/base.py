@@ -37,6 +37,17 @@ class ArmUnavailable(RuntimeError):
     """The arm cannot run here (model or package missing); the message says what to install or pass."""
 
 
+def speech_checkpoint(path: str):
+    """A speech checkpoint's ``config.json`` (``CheckpointInfo``); a folder that is not one makes the arm unavailable."""
+    from mads_audio.checkpoint import read_checkpoint_info
+    from mads_audio.config import SpeechModelError
+
+    try:
+        return read_checkpoint_info(path)
+    except SpeechModelError as e:
+        raise ArmUnavailable(str(e)) from None
+
+
 @dataclass
 class CallContext:
     call_id: str

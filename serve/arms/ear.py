@@ -24,7 +24,7 @@ import numpy as np
 from mads_text.common.records import Turn
 
 from ..frames import EventFrame, Frame, TranscriptFrame
-from .base import ArmUnavailable, CallContext
+from .base import ArmUnavailable, CallContext, speech_checkpoint
 from .pipeline import PipelineArm, _ms
 
 log = logging.getLogger("mads.serve")
@@ -39,12 +39,9 @@ def default_audio_model() -> str | None:
 
 
 def is_ctc_checkpoint(path: str) -> bool:
-    from mads_audio.checkpoint import read_checkpoint_info
-    from mads_audio.config import SpeechModelError
-
     try:
-        return read_checkpoint_info(path).config.audio_tokens == "ctc"
-    except SpeechModelError:
+        return speech_checkpoint(path).config.audio_tokens == "ctc"
+    except ArmUnavailable:
         return False
 
 
@@ -53,13 +50,7 @@ class EarArm(PipelineArm):
 
     def __init__(self, pipeline: PipelineArm, checkpoint: str, threads: int | None = 1):
         self.__dict__.update(pipeline.__dict__)  # the same backend, slots, prompt, decoding, TTS and voice
-        from mads_audio.checkpoint import read_checkpoint_info
-        from mads_audio.config import SpeechModelError
-
-        try:
-            self.info = read_checkpoint_info(checkpoint)
-        except SpeechModelError as e:
-            raise ArmUnavailable(str(e)) from None
+        self.info = speech_checkpoint(checkpoint)
         self.checkpoint = checkpoint
         self.threads = threads
         self.ear: Any = None
@@ -92,7 +83,9 @@ class EarArm(PipelineArm):
         # the caller's lines as this arm's ear heard them: the LLM reads no other ear's words, and the slot's cached
         # prompt stays a prefix of the next one (the record, corrected to Whisper's words, would break it)
         heard: dict[int, str] = getattr(agent, "ear_heard", {})
-        return [Turn(role=t.role, text=heard[i]) if i in heard and t.role == "user" else t for i, t in enumerate(history)]
+        return [
+            Turn(role=t.role, text=heard[i]) if i in heard and t.role == "user" else t for i, t in enumerate(history)
+        ]
 
     async def respond(self, ctx: CallContext, utterance: np.ndarray, heard=None) -> AsyncIterator[Frame]:
         t0 = time.perf_counter()
