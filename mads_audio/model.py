@@ -101,12 +101,7 @@ class Sample:
 
 def ctc_emitted(best: Sequence[int], blank: int) -> list[int]:
     """Greedy CTC: the frames that emit a class (a run of one class emits once; blanks emit nothing)."""
-    out, prev = [], None
-    for i, b in enumerate(best):
-        if b != prev and b < blank:
-            out.append(i)
-        prev = b
-    return out
+    return [i for i, b in enumerate(best) if b < blank and (i == 0 or b != best[i - 1])]
 
 
 def ctc_text(tokenizer, vocab: Sequence[int], best: Sequence[int]) -> str:
