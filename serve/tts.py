@@ -54,6 +54,18 @@ _SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s)")
 _CLAUSE_END = re.compile(r"[,;:\u2014](?=\s)|\s[-\u2013]\s")
 
 
+def first_sentence_end(text: str) -> int:
+    """Length of streamed ``text`` up to its first finished sentence (0: none yet)."""
+    m = _SENTENCE_END.search(text)
+    return m.end() if m else 0
+
+
+def open_sentence(text: str) -> str:
+    """What streamed ``text`` has of a sentence not finished yet (after its last sentence end)."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    return text[ends[-1] :] if ends else text
+
+
 def next_chunk(text: str, *, first: bool) -> int:
     """Length of the prefix of streamed ``text`` that can be voiced now (0: wait for more).
 

@@ -30,11 +30,11 @@ from mads_text.agents import RETRY_HEAT, DialogAgent, derive_seed
 from mads_text.common.records import Turn
 from mads_text.llm import GenParams, LLMBackend
 from mads_text.personas import agent_transcript_header, render_agent_prompt
-from mads_text.replies import clean_reply, drop_repeats, extract_marker, sentences
+from mads_text.replies import clean_reply, drop_repeats, extract_marker, norm_words, sentences
 from mads_text.scenario import Scenario
 
 from ..frames import EventFrame, Frame, OutputAudio, TranscriptFrame
-from ..tts import TTS, Voice, next_chunk, speakable
+from ..tts import TTS, Voice, first_sentence_end, next_chunk, open_sentence, speakable
 from .base import Arm, CallContext
 from .llm_stream import StreamingLLM
 from .parity import BACKEND_DEFAULT, backbone, decoding, llama_sampler_defaults, sha256_text
@@ -168,7 +168,7 @@ class PipelineArm(Arm):
         """The call as this arm's LLM reads it: the record (an arm with another ear reads its own words)."""
         return history
 
-    async def prepare(self, ctx: CallContext, partial: str) -> None:
+    async def prepare(self, ctx: CallContext, partial: str, audio: np.ndarray | None = None) -> None:
         """The caller is still speaking: evaluate the prompt with their words so far on the call's slot."""
         if not self.stream or not ctx.history:
             return
@@ -239,6 +239,11 @@ class PipelineArm(Arm):
                     n = len(rest) if finished else next_chunk(rest, first=not timings.get("llm_first_ms"))
                     if piece.done and piece.finish_reason == "length" and n:
                         n = _last_sentence_end(rest)  # a reply cut by the token limit keeps its finished sentences
+                    if n and not finished and _opens_said(open_sentence(text[: used + n]), said):
+                        # a clause that opens a sentence said before waits for its sentence: whole, it may be a
+                        # repeat, which a clause alone never matches
+                        end = first_sentence_end(rest[n:])
+                        n = n + end if end else 0
                     if not n:
                         break
                     chunk, used = rest[:n].strip(), used + n
@@ -274,6 +279,12 @@ class PipelineArm(Arm):
             return
         async for f in self._speak(ctx, timings):
             yield f
+
+
+def _opens_said(fragment: str, said: list[str]) -> bool:
+    """The words of an unfinished sentence open a sentence of four words or more said before in the call."""
+    w = norm_words(fragment)
+    return len(w) >= 2 and any(len(ws) >= 4 and ws[: len(w)] == w for ws in map(norm_words, said))
 
 
 def _last_sentence_end(text: str) -> int:

@@ -153,6 +153,22 @@ def test_a_sentence_said_before_is_not_said_again(tts):
     assert agent[-1] == "It costs two hundred a month."
 
 
+def test_a_sentence_said_before_is_not_said_again_clause_by_clause(tts):
+    from mads_text.common.records import Turn
+
+    said = "Shall I send you the link? If 288 RMB a month is too much, the 178 RMB starter plan is there too."
+    words = "Sure. If 288 RMB a month is too much, the 178 RMB starter plan is there too. It covers 28 illnesses.".split(" ")
+    history = [Turn(role="user", text="Hmm."), Turn(role="agent", text=said), Turn(role="user", text="I see.")]
+    frames, _, _ = streamed(tts, [[w + " " for w in words]], history)
+    agent = [f.text for f in frames if isinstance(f, TranscriptFrame) and f.role == "agent"]
+    assert agent[-1] == "Sure. It covers 28 illnesses."  # neither clause of the repeated sentence was voiced
+    # a clause that only opens like an earlier sentence is voiced, once its sentence turns out new
+    words = "If 288 RMB a month is too much, we can talk about the yearly price.".split(" ")
+    frames, _, _ = streamed(tts, [[w + " " for w in words]], history)
+    agent = [f.text for f in frames if isinstance(f, TranscriptFrame) and f.role == "agent"]
+    assert agent[-1] == "If 288 RMB a month is too much, we can talk about the yearly price."
+
+
 def test_prepare_prefills_the_prompt_with_the_words_so_far(tts):
     scenario = load_scenario("insurance")
     arm = PipelineArm(scenario, ScriptedBackend([]), None, tts, Voice(engine="flite", name="slt"))
@@ -171,3 +187,38 @@ def test_prepare_prefills_the_prompt_with_the_words_so_far(tts):
     llm = asyncio.run(run())
     [(prompt, slot)] = llm.prefilled
     assert prompt.endswith("Customer: How much does it\nLi Wei:") and slot == 0 and llm._free == [1, 0]
+
+
+def test_the_ear_arm_gets_ready_on_what_its_own_ear_hears(tts):
+    """While the caller speaks, the audio arm prefills with its ear's words, not Whisper's (a stand-in ear)."""
+    from types import SimpleNamespace
+
+    from mads_text.common.records import Turn
+    from serve.arms.ear import EarArm
+
+    scenario = load_scenario("insurance")
+    pipe = PipelineArm(scenario, ScriptedBackend([]), None, tts, Voice(engine="flite", name="slt"))
+    pipe.llm, pipe.stream = FakeStream([]), True
+    arm = EarArm.__new__(EarArm)  # the pipeline arm with another ear, without loading a checkpoint
+    arm.__dict__.update(pipe.__dict__)
+    heard_lengths = []
+
+    def hear(audio):
+        heard_lengths.append(len(audio))
+        return SimpleNamespace(text="How much is" if len(audio) < 16000 else "")
+
+    arm.ear = SimpleNamespace(hear=hear)
+
+    async def run():
+        ctx = CallContext(call_id="e1", scenario=scenario, caller={}, arm="audio")
+        ctx.history.append(Turn(role="agent", text="Hello there."))
+        await arm.prepare(ctx, "How much does it", np.zeros(8000, np.float32))
+        await arm.prepare(ctx, "How much does it cost", np.zeros(24000, np.float32))  # the ear heard nothing yet
+        await arm.prepare(ctx, "")  # the agent's turn is over: the caller's prefix only
+        await arm.release(ctx)
+
+    asyncio.run(run())
+    assert heard_lengths == [8000, 24000]
+    prompts = [p for p, _ in pipe.llm.prefilled]
+    assert len(prompts) == 2 and prompts[0].endswith("Customer: How much is\nLi Wei:")
+    assert not any("How much does it" in p for p in prompts)
