@@ -366,6 +366,9 @@ def read_cues(customer: str, agent_before: str = "") -> Cues:
     if cues.refuse and cues.refuse == parts[0] and NO_TO_IT.fullmatch(canon(parts[0])) and HELP_OFFER.search(agent_before or ""):
         cues.refuse = None
     cues.end = _find(END, parts, guard=False)
+    # "Bye. Thanks. I already have social medical insurance, isn't that enough?" is still talking: a question after it
+    if cues.end and any("?" in c for c in parts[parts.index(cues.end) + 1 :]):
+        cues.end = None
     cues.soft_no = _unconditional(SOFT_NO, parts)
     # "Is that so? I can't afford to pay that much." asks for nothing: the question came before the objection
     after_no = parts[parts.index(cues.soft_no):] if cues.soft_no else parts

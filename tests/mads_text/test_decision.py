@@ -377,6 +377,9 @@ def test_a_price_objection_made_twice_is_a_refusal():
     assert read_cues("If the return isn't guaranteed, I'd rather keep a time deposit.").refuse is None
     # thanks for the time with a question after it is not a goodbye
     assert read_cues("Thank you for your time. What is the minimum purchase?").end is None
+    # nor is a goodbye with a question after it (a caller's "Hi" heard as "Bye" by the ASR ended a served call here)
+    assert read_cues("Bye. Thanks. I already have social medical insurance, isn't that enough?").end is None
+    assert read_cues("Okay, I'll think about it. Bye.").end == "Bye."
 
 
 def test_reported_and_conditional_refusals_are_no_refusals():
