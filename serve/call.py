@@ -188,14 +188,14 @@ class Call:
             else:
                 await self._send(EventFrame("user_speech_start", {}))
 
-    def _heard_so_far(self, text: str) -> None:
+    def _heard_so_far(self, text: str, audio: np.ndarray | None = None) -> None:
         """A pause in the caller's speech was transcribed: the arm may get ready for its reply."""
         if text and (self._preparing is None or self._preparing.done()):
-            self._preparing = asyncio.ensure_future(self._prepare(text))
+            self._preparing = asyncio.ensure_future(self._prepare(text, audio))
 
-    async def _prepare(self, text: str) -> None:
+    async def _prepare(self, text: str, audio: np.ndarray | None = None) -> None:
         try:
-            await self.arm.prepare(self.ctx, text)
+            await self.arm.prepare(self.ctx, text, audio)
         except Exception as e:  # noqa: BLE001 - getting ready is an optimisation, never a failure of the call
             log.info("call %s: prepare failed: %s", self.ctx.call_id, e)
 

@@ -222,10 +222,12 @@ class TurnDetector:
 class Hearing:
     """The transcript of one utterance, built segment by segment while it is spoken (see the module notes)."""
 
-    def __init__(self, transcribe: Callable[[np.ndarray], Awaitable[str]], on_text: Callable[[str], None] | None = None):
+    def __init__(self, transcribe: Callable[[np.ndarray], Awaitable[str]],
+                 on_text: Callable[[str, np.ndarray], None] | None = None):  # fmt: skip
         self._transcribe = transcribe
         self._on_text = on_text
         self._parts: list[asyncio.Task[str]] = []
+        self._audio: list[np.ndarray] = []
         self.segments = 0
         self.closed = False
 
@@ -234,13 +236,15 @@ class Hearing:
             return
         task = asyncio.ensure_future(self._transcribe(audio))
         self._parts.append(task)
+        self._audio.append(audio)
         self.segments += 1
         if self._on_text is not None:
             task.add_done_callback(lambda t: None if t.cancelled() or t.exception() else self._partial())
 
     def _partial(self) -> None:
         if not self.closed and self.ready and self._on_text is not None:
-            self._on_text(self.text_so_far)
+            # the audio with it, for an arm whose own ear gets ready on the same words (serve/arms/ear.py)
+            self._on_text(self.text_so_far, np.concatenate(self._audio))
 
     def finish(self, tail: np.ndarray) -> None:
         self.add(tail)
@@ -288,7 +292,7 @@ class Listener:
     """
 
     def __init__(self, asr, vad: SileroVAD | None, vad_cfg: VADConfig, barge_in_ms: int, ep: Endpointing,
-                 on_partial: Callable[[str], None] | None = None):  # fmt: skip
+                 on_partial: Callable[[str, np.ndarray], None] | None = None):  # fmt: skip
         self.asr = asr
         self.ep = ep
         # with words to judge the turn by, the VAD's own end is the longest wait; without, the only one

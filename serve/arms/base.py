@@ -81,8 +81,8 @@ class Arm(abc.ABC):
     def respond(self, ctx: CallContext, utterance: np.ndarray, heard=None) -> AsyncIterator[Frame]:
         """React to one finished caller utterance (16 kHz float32)."""
 
-    async def prepare(self, ctx: CallContext, partial: str) -> None:
-        """The caller is still speaking and has said ``partial`` so far."""
+    async def prepare(self, ctx: CallContext, partial: str, audio: np.ndarray | None = None) -> None:
+        """The caller is still speaking and has said ``partial`` so far (Whisper's words for ``audio``)."""
 
     async def release(self, ctx: CallContext) -> None:
         """The call is over."""

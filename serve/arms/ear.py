@@ -87,6 +87,15 @@ class EarArm(PipelineArm):
             Turn(role=t.role, text=heard[i]) if i in heard and t.role == "user" else t for i, t in enumerate(history)
         ]
 
+    async def prepare(self, ctx: CallContext, partial: str, audio: np.ndarray | None = None) -> None:
+        # the slot gets ready on what this ear hears so far: Whisper's partial words would share little of the
+        # prompt this arm's reply is made from, and the LLM would evaluate the caller's whole line again
+        if audio is not None and len(audio) and self.ear is not None:
+            partial = (await asyncio.to_thread(self.ear.hear, np.asarray(audio, np.float32))).text
+            if not partial.strip():
+                return
+        await super().prepare(ctx, partial)
+
     async def respond(self, ctx: CallContext, utterance: np.ndarray, heard=None) -> AsyncIterator[Frame]:
         t0 = time.perf_counter()
         transcript = None

@@ -62,12 +62,13 @@ def test_segments_are_cut_at_pauses_and_the_tail_is_what_is_left(tts):
     assert utt.decided_at >= utt.end_time
 
 
-def run_listener(tts, words, silence_s=1.5, ep=None):
+def run_listener(tts, words, silence_s=1.5, ep=None, partials=None):
     """Feed one question and silence in 20 ms frames; return (silence ms when the turn ended, transcript, parrot)."""
     parrot = Parrot(words)
     speech = phrase(tts, "How much does it cost per month for my wife and me?")
     audio = np.concatenate([np.zeros(4800), speech]).astype(np.float32)
-    listener = Listener(parrot, None, VADConfig(), 300, ep or Endpointing())
+    on_partial = None if partials is None else (lambda text, pcm: partials.append((text, pcm, len(speech))))
+    listener = Listener(parrot, None, VADConfig(), 300, ep or Endpointing(), on_partial)
 
     async def go():
         ended = None
@@ -89,10 +90,15 @@ def run_listener(tts, words, silence_s=1.5, ep=None):
 
 
 def test_a_finished_sentence_ends_the_turn_after_a_short_silence(tts):
-    silence_ms, text, parrot, utt = run_listener(tts, lambda dur, n: "How much does it cost per month for my wife and me?")
+    partials = []
+    silence_ms, text, parrot, utt = run_listener(tts, lambda dur, n: "How much does it cost per month for my wife and me?",
+                                                 partials=partials)  # fmt: skip
     assert 250 <= silence_ms < 400  # not the 800 ms an unfinished sentence gets, nor the old fixed 500 ms
     assert text == "How much does it cost per month for my wife and me?"
     assert utt.forced and len(parrot.heard) == 1  # one pass, made during the pause; none left for the end
+    # the words so far reach the call with the audio they were heard in (an arm with its own ear hears that)
+    [(words, pcm, n)] = partials
+    assert words == text and abs(len(pcm) - n) / 16000 < 0.6 and pcm.dtype == np.float32
 
 
 def test_an_unfinished_sentence_waits_for_the_longer_silence(tts):
