@@ -95,8 +95,10 @@ def _near_neighbour_pitch(k: int) -> float:
     return 1 + step if k % 2 else 1 - step
 
 
-def _kokoro_pick(bank: Bank, gender: Gender, used: dict[str, int], key: str) -> tuple[str, int, bool]:
-    pool = [v for v in bank.voices if v.gender == gender] or bank.voices
+def _kokoro_pick(bank: Bank, gender: Gender, used: dict[str, int], key: str,
+                 hold_out: frozenset[str] = frozenset()) -> tuple[str, int, bool]:  # fmt: skip
+    voices = [v for v in bank.voices if v.id not in hold_out]
+    pool = [v for v in voices if v.gender == gender] or voices
     taken = [bid for bid, n in used.items() if n > 0]
     free = [v for v in pool if used.get(v.id, 0) == 0 and v.distinct]
     if free:
@@ -132,8 +134,10 @@ def agent_speaker(scenario_name: str, spec: dict[str, Any] | None, engine: str) 
     return SpeakerVoice(speaker_id=f"agent:{scenario_name}", role="agent", gender=gender, voice=voice)
 
 
-def assign_personas(book: VoiceBook, personas: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    """Add voices for personas not yet in ``book``; returns the ids added. Deterministic in the inputs."""
+def assign_personas(book: VoiceBook, personas: list[tuple[str, dict[str, Any]]], hold_out: list[str] = ()) -> list[str]:
+    """Add voices for personas not yet in ``book``; returns the ids added. Deterministic in the inputs.
+
+    ``hold_out``: Kokoro bank voices given to nobody (speakers an evaluation set keeps to itself)."""
     new = [(pid, p) for pid, p in dict(personas).items() if pid not in book.personas]
     if not new:
         return []
@@ -144,13 +148,17 @@ def assign_personas(book: VoiceBook, personas: list[tuple[str, dict[str, Any]]])
         if bank is None:
             raise VoiceError("the Kokoro voice bank (synth/data/kokoro_bank.json) is missing; run `mads voices search`")
         book.bank = f"kokoro-bank-v{bank.version}:{bank.created}"
+        for bid in hold_out:
+            bank.by_id(bid)  # a name that is not in the bank is an error, not a silent no-op
+        if not {v.id for v in bank.voices} - set(hold_out):
+            raise VoiceError("every Kokoro bank voice is held out: no voice is left for the personas")
         used: dict[str, int] = {}
         for s in [*book.agents.values(), *book.personas.values()]:
             if s.bank_id:
                 used[s.bank_id] = used.get(s.bank_id, 0) + 1
         for pid, p in new:
             gender, age = persona_gender(p, pid), persona_age(p)
-            bid, variant, distinct = _kokoro_pick(bank, gender, used, pid)
+            bid, variant, distinct = _kokoro_pick(bank, gender, used, pid, frozenset(hold_out))
             used[bid] = used.get(bid, 0) + 1
             speed, pitch = age_shape(age, gender)
             # a small per-persona spread so two personas on one bank voice never coincide exactly
@@ -165,6 +173,8 @@ def assign_personas(book: VoiceBook, personas: list[tuple[str, dict[str, Any]]])
                     if variant else f"bank voice {bid} is not clearly distinct from those taken; the distinct ones are used up"),
             )  # fmt: skip
             added.append(pid)
+    elif hold_out:
+        raise VoiceError(f"held-out voices name Kokoro bank voices; the {book.engine} engine has none to hold out")
     elif book.engine == "flite":
         names = {"female": [n for n, g in FLITE_GENDER.items() if g == "female"],
                  "male": [n for n, g in FLITE_GENDER.items() if g == "male"]}  # fmt: skip

@@ -33,6 +33,8 @@ def synth_cmd(
     limit: Optional[int] = typer.Option(None, min=1, help="Voice at most this many new dialogues."),
     roles: str = typer.Option("agent,user", help="Roles to voice, comma-separated; 'user' voices only the customer "
                               "(what a speech model's alignment stage hears), the agent's lines stay as text."),
+    hold_out_voices: str = typer.Option("", help="Kokoro bank voices given to no persona, comma-separated: speakers an "
+                                        "evaluation set keeps to itself (docs/synth.md)."),
     hf: bool = typer.Option(True, help="Write the Hugging Face datasets folder AUD/hf."),
     redo: bool = typer.Option(False, help="Rebuild every dialogue (needed after changing audio settings)."),
     ray: Optional[str] = typer.Option(None, "--ray", help="Voice on a Ray cluster: 'auto' (running cluster), 'local' "
@@ -56,6 +58,7 @@ def synth_cmd(
             qa=QAConfig(asr=None if asr.lower() == "none" else asr, speaker=not no_speaker_check, max_wer=max_wer,
                         retakes=retakes),
             workers=workers, threads=threads, hf=hf, roles=[r.strip() for r in roles.split(",") if r.strip()],
+            hold_out_voices=[v.strip() for v in hold_out_voices.split(",") if v.strip()],
         )  # fmt: skip
     except ValueError as e:
         fail(str(e))

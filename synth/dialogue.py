@@ -41,6 +41,8 @@ class SynthConfig(BaseModel):
     # a speech model's alignment stage hears only the customer: voicing the agent too would double the cost
     roles: list[Literal["agent", "user"]] = Field(["agent", "user"], min_length=1,
                                                   description="the roles voiced; the others are kept as text lines")
+    # speakers kept for an evaluation set (e.g. mads eval questions), so a model trained here is tested on new voices
+    hold_out_voices: list[str] = Field([], description="Kokoro bank voices never given to a persona here")
 
     def audio_fields(self) -> dict[str, Any]:
         """Settings that change what is written; a resume with other values would mix two datasets."""

@@ -231,7 +231,7 @@ def synth_run(
     if scenario.name not in book.agents:
         book.agents[scenario.name] = agent_speaker(scenario.name, scenario.agent.voice, cfg.engine)
     personas = [(persona_key(r), r.persona) for r in recs]
-    assign_personas(book, personas)
+    assign_personas(book, personas, cfg.hold_out_voices)
     _fill_embeddings(book, cfg)
     runstore.write_json_atomic(out / VOICES, book)
     agent = book.agents[scenario.name]

@@ -165,6 +165,23 @@ def test_kokoro_assignment_is_deterministic_gendered_and_spreads_before_sharing(
     assert all(a.personas[k].voice == v for k, v in before.items()) and len(a.personas) == 14
 
 
+def test_held_out_voices_are_given_to_nobody_and_bad_names_are_errors():
+    from synth.voice import VoiceError
+
+    bank = load_bank()
+    held = [v.id for v in bank.voices if v.gender == "male"][:1] + [v.id for v in bank.voices if v.gender == "female"][:2]
+    book = VoiceBook(engine="kokoro")
+    assign_personas(book, _personas(60), hold_out=held)  # more personas than voices: every other voice is shared
+    used = {s.bank_id for s in book.personas.values()}
+    assert not used & set(held) and len(used) == len(bank.voices) - len(held)
+    with pytest.raises(VoiceError, match="not in the Kokoro bank"):
+        assign_personas(VoiceBook(engine="kokoro"), _personas(2), hold_out=["zz99"])
+    with pytest.raises(VoiceError, match="every Kokoro bank voice"):
+        assign_personas(VoiceBook(engine="kokoro"), _personas(2), hold_out=[v.id for v in bank.voices])
+    with pytest.raises(VoiceError, match="flite"):
+        assign_personas(VoiceBook(engine="flite"), _personas(2), hold_out=held)
+
+
 def test_presets_resolve_and_bad_voices_are_named():
     v = resolve(Voice(preset="agent_male"))
     assert v.timbre and v.prosody
