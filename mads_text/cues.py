@@ -211,8 +211,9 @@ REQUEST = _rx(r"\b(?:need|want|would like|'d like) to (?:know|understand|see|hea
               r"\b(?:a )?cheaper\b", r"\b(?:lower|smaller|less expensive)\b")
 # a refusal that only says the offer is not needed
 NEED_ONLY = re.compile(r"\b(?:don'?t|do not)(?: think (?:i|we))? need\b", re.IGNORECASE)
+BYE = _rx(r"\b(?:good ?bye|bye|bye-bye)\b")
 END = _rx(
-    r"\b(?:good ?bye|bye|bye-bye)\b", r"\bhave a (?:good|nice|great|lovely) (?:day|one|evening|afternoon|night)\b",
+    BYE.pattern, r"\bhave a (?:good|nice|great|lovely) (?:day|one|evening|afternoon|night)\b",
     r"\bhang(?:ing)? up\b", r"\bi (?:have|need|got) to go\b(?! ahead| on\b| through| over| with| for| and| to)", r"\bgotta go\b", r"\btalk (?:to you )?(?:later|soon)\b",
     r"\btake care\b(?! of)", r"\bend (?:the|this|our) (?:call|conversation)\b", r"\bi'?m (?:going to|gonna) hang up\b",
     r"\b(?:can'?t|won'?t) (?:talk|do this|take (?:it|this)|handle (?:it|this))\b[^.?!]{0,25}\bany ?more\b",
@@ -366,8 +367,10 @@ def read_cues(customer: str, agent_before: str = "") -> Cues:
     if cues.refuse and cues.refuse == parts[0] and NO_TO_IT.fullmatch(canon(parts[0])) and HELP_OFFER.search(agent_before or ""):
         cues.refuse = None
     cues.end = _find(END, parts, guard=False)
-    # "Bye. Thanks. I already have social medical insurance, isn't that enough?" is still talking: a question after it
-    if cues.end and any("?" in c for c in parts[parts.index(cues.end) + 1 :]):
+    # "Bye. Thanks. I already have social medical insurance, isn't that enough?", "Bye, Li Wei. I'm Jing. I'm here to
+    # talk about ...": still talking, with a question or two sentences more after it that take no leave
+    after = [c for c in parts[parts.index(cues.end) + 1 :] if not END.search(c)] if cues.end else []
+    if BYE.search(cues.end or "") and (any("?" in c for c in after) or len(after) >= 2):
         cues.end = None
     cues.soft_no = _unconditional(SOFT_NO, parts)
     # "Is that so? I can't afford to pay that much." asks for nothing: the question came before the objection

@@ -379,7 +379,9 @@ def test_a_price_objection_made_twice_is_a_refusal():
     assert read_cues("Thank you for your time. What is the minimum purchase?").end is None
     # nor is a goodbye with a question after it (a caller's "Hi" heard as "Bye" by the ASR ended a served call here)
     assert read_cues("Bye. Thanks. I already have social medical insurance, isn't that enough?").end is None
+    assert read_cues("Bye, Blyway. I'm Jing. I'm here to talk about a specific issue.").end is None  # and went on
     assert read_cues("Okay, I'll think about it. Bye.").end == "Bye."
+    assert read_cues("Goodbye. Have a nice day.").end == "Goodbye."
 
 
 def test_reported_and_conditional_refusals_are_no_refusals():
