@@ -165,6 +165,7 @@ async def level(port: int, n: int, turns: int, speech, arm, db: Path) -> dict:
 def format_stages(stages: dict) -> str:
     """The per-stage breakdown of the replies' latency, one line per stage."""
     names = {"latency_ms": "whole latency", "endpoint_ms": "  end-of-turn wait", "asr_ms": "  ASR after the turn",
+             "ear_ms": "  ear after the turn",
              "llm_first_ms": "  LLM to first clause", "tts_ms": "  TTS first clause", "llm_ms": "LLM whole reply",
              "prompt_new_tokens": "prompt tokens evaluated"}  # fmt: skip
     lines = []

@@ -63,9 +63,10 @@ def _r(x: float | None, nd: int = 4) -> float | None:
 
 
 # the stages between the end of the caller's speech and the first agent audio, in the order they run:
-# the silence the endpointer waited for, the transcription left after it (the tail pass), the LLM until
-# its first speakable clause, the first clause's synthesis; ``latency_ms`` is the whole, measured apart
-STAGES = ("endpoint_ms", "asr_ms", "llm_first_ms", "tts_ms")
+# the silence the endpointer waited for, the transcription left after it (the tail pass) or, on the audio arm, its
+# ear's pass over the turn, the LLM until its first speakable clause, the first clause's synthesis; ``latency_ms`` is
+# the whole, measured apart
+STAGES = ("endpoint_ms", "asr_ms", "ear_ms", "llm_first_ms", "tts_ms")
 # also shown: the whole reply's LLM time, and the prompt tokens the LLM had to evaluate (not cached)
 EXTRA = ("llm_ms", "prompt_new_tokens")
 

@@ -3,7 +3,7 @@
 "use strict";
 (() => {
   const ARM_COLOURS = { pipeline: "#0b5fa5", audio: "#c25e00" };
-  const STAGE_NAMES = { latency_ms: "whole reply latency", endpoint_ms: "end-of-turn wait", asr_ms: "ASR after the turn",
+  const STAGE_NAMES = { latency_ms: "whole reply latency", endpoint_ms: "end-of-turn wait", asr_ms: "ASR after the turn", ear_ms: "ear after the turn (audio arm)",
                         llm_first_ms: "LLM to first clause", tts_ms: "TTS of first clause", llm_ms: "LLM whole reply",
                         prompt_new_tokens: "prompt tokens not cached" };
   const dash = { data: null, error: null, loads: 0, recordings: {} };

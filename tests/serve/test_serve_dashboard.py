@@ -196,3 +196,13 @@ async def _wait(b, cond, timeout=30):
         if time.monotonic() > t_end:
             raise TimeoutError(cond)
         await asyncio.sleep(0.1)
+
+
+def test_the_audio_arms_ear_is_a_stage_of_its_latency():
+    from serve.report import replies, stage_breakdown
+
+    turns = [{"call_id": "a", "idx": 0, "role": "agent"}, {"call_id": "a", "idx": 1, "role": "user"},
+             {"call_id": "a", "idx": 2, "role": "agent", "latency_ms": 900.0,
+              "timings": json.dumps({"endpoint_ms": 250.0, "ear_ms": 120.0, "llm_first_ms": 500.0})}]  # fmt: skip
+    st = stage_breakdown(replies(turns))
+    assert st["ear_ms"] == {"p50": 120.0, "p95": 120.0, "n": 1} and st["asr_ms"]["n"] == 0
