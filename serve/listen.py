@@ -228,11 +228,16 @@ class Hearing:
         self._on_text = on_text
         self._parts: list[asyncio.Task[str]] = []
         self._audio: list[np.ndarray] = []
+        self._tail: np.ndarray | None = None
         self.segments = 0
         self.closed = False
 
     def add(self, audio: np.ndarray) -> None:
-        if len(audio) < WINDOW or self.closed:
+        if not self.closed:
+            self._start(audio)
+
+    def _start(self, audio: np.ndarray) -> None:
+        if len(audio) < WINDOW:
             return
         task = asyncio.ensure_future(self._transcribe(audio))
         self._parts.append(task)
@@ -247,7 +252,9 @@ class Hearing:
             self._on_text(self.text_so_far, np.concatenate(self._audio))
 
     def finish(self, tail: np.ndarray) -> None:
-        self.add(tail)
+        # the tail is transcribed when the text is first asked for: the pipeline asks at once, an arm with its own
+        # ear once its reply is out, so that Whisper does not take the cores from the LLM's first clause
+        self._tail = tail
         self.closed = True
 
     @property
@@ -259,11 +266,14 @@ class Hearing:
         return " ".join(t.result().strip() for t in self._parts if t.done() and not t.cancelled() and not t.exception()).strip()
 
     async def text(self) -> str:
+        if self._tail is not None:
+            tail, self._tail = self._tail, None
+            self._start(tail)
         parts = [await t for t in self._parts]
         return " ".join(p.strip() for p in parts if p.strip())
 
     def cancel(self) -> None:
-        self.closed = True
+        self.closed, self._tail = True, None
         for t in self._parts:
             t.cancel()
 

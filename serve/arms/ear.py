@@ -98,27 +98,25 @@ class EarArm(PipelineArm):
 
     async def respond(self, ctx: CallContext, utterance: np.ndarray, heard=None) -> AsyncIterator[Frame]:
         t0 = time.perf_counter()
-        transcript = None
-        if heard is not None:  # Whisper's words, for the record: made while the caller spoke, off the reply's path
-            transcript = asyncio.ensure_future(heard.text())
+        h = await asyncio.to_thread(self.ear.hear, np.asarray(utterance, np.float32))
+        timings = {"ear_ms": _ms(t0)}
+        log.info("call %s: the ear heard %r (confidence %.2f)", ctx.call_id, h.text, h.confidence)
+        yield EventFrame("timing", dict(timings))
+        if not h.text.strip():
+            yield TranscriptFrame("user", "", -1)  # nothing heard: no reply, as the pipeline on empty ASR
+            return
+        # this turn's prompt, and every later one, holds what the ear heard (the call records Whisper's words)
+        agent = self._agent(ctx)
+        agent.ear_heard = {**getattr(agent, "ear_heard", {}), len(ctx.history): h.text}
+        yield TranscriptFrame("user", h.text, -1, final=False)
+        async for f in self._speak(ctx, timings):
+            yield f
+        # Whisper's words for the record, asked for only now: its pass over the turn's tail would otherwise run beside
+        # the LLM's first clause on the same cores
+        if heard is not None:
+            text = await heard.text()
         elif self.asr is not None:
-            transcript = asyncio.ensure_future(asyncio.to_thread(lambda: self.asr.transcribe(utterance).text))
-        try:
-            h = await asyncio.to_thread(self.ear.hear, np.asarray(utterance, np.float32))
-            timings = {"ear_ms": _ms(t0)}
-            log.info("call %s: the ear heard %r (confidence %.2f)", ctx.call_id, h.text, h.confidence)
-            yield EventFrame("timing", dict(timings))
-            if not h.text.strip():
-                yield TranscriptFrame("user", "", -1)  # nothing heard: no reply, as the pipeline on empty ASR
-                return
-            # this turn's prompt, and every later one, holds what the ear heard (the call records Whisper's words)
-            agent = self._agent(ctx)
-            agent.ear_heard = {**getattr(agent, "ear_heard", {}), len(ctx.history): h.text}
-            yield TranscriptFrame("user", h.text, -1, final=False)
-            async for f in self._speak(ctx, timings):
-                yield f
-            text = (await transcript) if transcript is not None else h.text
-            yield TranscriptFrame("user", text.strip() or h.text, -1, final=True)
-        finally:
-            if transcript is not None and not transcript.done():
-                transcript.cancel()
+            text = (await asyncio.to_thread(self.asr.transcribe, utterance)).text
+        else:
+            text = h.text
+        yield TranscriptFrame("user", text.strip() or h.text, -1, final=True)
