@@ -40,6 +40,12 @@ ACCEPT_OBJECT = re.compile(r"\b(?:link|application|apply|sign|buy|purchase|polic
 CONFIRMS = _rx(r"\bconfirm\b", r"\bagree\b", r"\binterested\b", r"\b(?:sound|sounds) (?:good|ok|okay|fine)\b", r"\bdeal\b",
                r"\b(?:that|it|this)\b[^?]{0,20}\b(?:work|works|suit|suits|okay|ok|fine|good|alright)\b")
 
+# a question by its words, for speech whose transcript lost the mark ("How much does it cost per month.", "Does it
+# cover cancer.": an ear's or an ASR's punctuation)
+ASKED = re.compile(r"(?:^|[.!?]\s+)(?:(?:so|and|ok|okay|well|hi|hello|but)\W+)*(?:how|what|which|when|where|why|who|"
+                   r"(?:do|does|did|is|are|can|could|will|would|should|may|have|has)\s+(?:i|you|it|this|that|there|the|we|"
+                   r"my|your|they|he|she))\b", re.IGNORECASE)
+
 # "So, how much do you want to pay?" asks for an amount; a yes cannot answer it
 WH_QUESTION = re.compile(r"^\W*(?:(?:so|and|ok|okay|well)\W+)*(?:how|what|which|when|where|why|who)\b", re.IGNORECASE)
 

@@ -296,9 +296,10 @@ def test_what_counts_as_a_concern_the_agent_answers_first():
     from mads_text.cues import raises_concern
 
     for said in ("How long is the waiting period?", "I'm worried about the premium.", "It's too expensive for me.",
-                 "I don't usually sign up for things on a cold call.", "That sounds risky."):
+                 "I don't usually sign up for things on a cold call.", "That sounds risky.",
+                 "How much does it cost per month.", "Okay. Does it cover cancer."):  # spoken: the mark may be lost
         assert raises_concern(said), said
-    for said in ("Okay, that sounds useful.", "I see. My family would like that.", "Yes."):
+    for said in ("Okay, that sounds useful.", "I see. My family would like that.", "Yes.", "I know how it works."):
         assert not raises_concern(said, "It pays cash on diagnosis."), said
 
 
