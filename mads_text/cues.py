@@ -13,8 +13,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from . import cue_steps
 from .cue_money import SOFT_NO
-from .cue_steps import ACCEPT_OBJECT, ASKED, CONFIRMS, EITHER_OR, HELP_OFFER, NO_TO_IT, PROPOSAL, SELF, SELLER_ACT, WH_QUESTION
+from .cue_steps import ACCEPT_OBJECT, CONFIRMS, EITHER_OR, HELP_OFFER, NO_TO_IT, PROPOSAL, SELF, SELLER_ACT, WH_QUESTION
 from .cue_times import (
     _DAYS,
     _WHEN,
@@ -439,7 +440,7 @@ CONCERN = _rx(r"\b(?:not|no|never|nothing|can't|don't|doesn't|won't|isn't|wouldn
 
 def raises_concern(customer: str, agent_before: str = "") -> bool:
     """The customer's turn holds a question or a doubt, which a salesperson answers before asking for anything."""
-    if "?" in customer or ASKED.search(customer):
+    if "?" in customer or cue_steps.ASKED.search(customer):
         return True
     cues = read_cues(customer, agent_before)
     return bool(cues.asks or cues.soft_no or CONCERN.search(canon(customer)))
