@@ -285,7 +285,8 @@ class JoinedHearing:
         self.parts = parts
 
     async def text(self) -> str:
-        return " ".join(t for t in [await h.text() for h in self.parts] if t)
+        # every part's tail starts at once, not one after the other
+        return " ".join(t for t in await asyncio.gather(*(h.text() for h in self.parts)) if t)
 
     def cancel(self) -> None:
         for h in self.parts:

@@ -118,3 +118,25 @@ def test_without_segments_every_turn_waits_the_fixed_silence(tts):
     silence_ms = (k + 320 - evs[0].end_sample) / 16
     assert 500 <= silence_ms <= 560
     assert listener.take(evs[0])[1] is None
+
+
+def test_a_tail_is_transcribed_when_asked_for_and_joined_tails_at_once():
+    from serve.listen import Hearing, JoinedHearing
+
+    started, finished = [], []
+
+    async def transcribe(audio):
+        started.append(len(finished))  # how many passes had ended when this one began
+        await asyncio.sleep(0.05)
+        finished.append(len(audio))
+        return str(len(audio))
+
+    async def go():
+        a, b = Hearing(transcribe), Hearing(transcribe)
+        a.finish(np.zeros(8000, np.float32))
+        b.finish(np.zeros(9600, np.float32))
+        await asyncio.sleep(0.01)
+        assert started == []  # nothing is transcribed before someone asks (the audio arm asks after its reply)
+        return await JoinedHearing([a, b]).text()
+
+    assert asyncio.run(go()) == "8000 9600" and started == [0, 0]  # both tails at once, joined in order
