@@ -28,7 +28,7 @@ lint: setup
 # The ear shipped for the default LLM (docs/speech.md, "The ear on the embedded runtime"): every line of the calls in
 # tests/data voiced by flite; 1,200 single sentences of those calls (every question, a third of the customer's other
 # sentences) by Kokoro, on voices the spoken-question evaluation does not use; the alignment stage; a float16 copy in
-# the package. About 70 minutes on 2 cores.
+# the package. About 90 minutes on the 2 cores as measured stage by stage (docs/speech.md), Kokoro the longest.
 EAR ?= build/ear
 ear: setup
 	$(VENV)/bin/python train/ear_runs.py --out $(EAR)

@@ -16,6 +16,7 @@ assignment, new personas fill in around them, and an edited entry is honoured
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -134,7 +135,7 @@ def agent_speaker(scenario_name: str, spec: dict[str, Any] | None, engine: str) 
     return SpeakerVoice(speaker_id=f"agent:{scenario_name}", role="agent", gender=gender, voice=voice)
 
 
-def assign_personas(book: VoiceBook, personas: list[tuple[str, dict[str, Any]]], hold_out: list[str] = ()) -> list[str]:
+def assign_personas(book: VoiceBook, personas: list[tuple[str, dict[str, Any]]], hold_out: Sequence[str] = ()) -> list[str]:
     """Add voices for personas not yet in ``book``; returns the ids added. Deterministic in the inputs.
 
     ``hold_out``: Kokoro bank voices given to nobody (speakers an evaluation set keeps to itself)."""

@@ -18,8 +18,9 @@ import argparse
 import glob
 import json
 import random
-import re
 from pathlib import Path
+
+from mads_text.replies import sentences
 
 SCENARIOS = ("insurance", "finance", "automotive")
 
@@ -29,7 +30,7 @@ def sentences_of(call: dict, rng: random.Random, statements: float) -> list[str]
     customer's other sentences."""
     out = []
     for t in call["turns"]:
-        for s in re.split(r"(?<=[.?!])\s+", t["text"].strip()):
+        for s in sentences(t["text"]):
             if len(s.split()) < 3 or "(" in s or "[" in s:
                 continue
             if s.endswith("?") or (t["role"] == "user" and rng.random() < statements):
@@ -37,9 +38,9 @@ def sentences_of(call: dict, rng: random.Random, statements: float) -> list[str]
     return out
 
 
-def sentence_call(call: dict, sentences: list[str]) -> dict:
+def sentence_call(call: dict, said: list[str]) -> dict:
     """The call again, its customer saying one sentence per turn (the agent's turns stay text and are not voiced)."""
-    turns = [x for s in sentences for x in ({"role": "agent", "text": "Go on."}, {"role": "user", "text": s})]
+    turns = [x for s in said for x in ({"role": "agent", "text": "Go on."}, {"role": "user", "text": s})]
     return {**call, "turns": turns}
 
 
