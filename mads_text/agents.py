@@ -149,7 +149,10 @@ def narration(*names: str) -> re.Pattern:
     accepts the offer and Li Wei does not proceed."): the transcript's narrator, not anyone on the phone."""
     who = "|".join(re.escape(n) for n in names if n)
     return re.compile(rf"\b(?:{who}) (?:says|said|answers|answered|replies|replied|accepts|accepted|agrees|agreed|decides|"
-                      r"decided|has decided|does not|doesn't|nods|smiles|laughs|sighs|hangs up|ends the call)\b")
+                      r"decided|has decided|does not|doesn't|nods|smiles|laughs|sighs|hangs up|hung up|ends the call|ended the call|"
+                      r"declines|declined)\b"
+                      # "Mark ended the call with , indicating he declined ...", "This is Mark's final message"
+                      rf"|, indicating (?:he|she|they|that)\b|\b(?:{who})'s (?:final |last )?(?:message|reply|line|turn|response)\b")
 
 
 def transcript_lines(history: list[Turn], agent_name: str, user_name: str) -> str:

@@ -17,6 +17,7 @@ SOFT_NO = _rx(
     r"\bmoney is (?:tight|short)\b", r"\b(?:can'?t|(?:don'?t|do not) want to) take on (?:another|any more|more)\b", r"\bcan'?t (?:pay|spend) (?:that|this|so) much\b",
     r"\bcan'?t (?:put|pay|spend|afford) more than\b", r"\bnot affordable\b", r"\bunaffordable\b", r"\bmore than i (?:want|'?m willing|am willing) to (?:spend|pay|put)\b",
     r"\b(?:don'?t|do not) have [^.?!]{0,20}\b(?:spare|to spare)\b", r"\b(?:don'?t|do not) have enough\b",
+    r"\b(?:haven'?t|have not) got (?:enough|the|any)(?: \w+)? money\b", r"\b(?:don'?t|do not) have any more money\b",
     r"\bcan'?t (?:put|pay|spend) (?:[\d,]+|that|this|so much|it)\b",
     r"\bcosts? (?:me )?more than (?:what )?i (?:have|can|earn|make)\b", r"\bcosts? (?:a lot|too much)\b",
     r"\b(?:don'?t|do not) want to (?:spend|pay) any more(?: money)?\b(?! than)",
@@ -27,4 +28,8 @@ PRICE_DOUBT = _rx(r"\bnot sure (?:(?:if|whether|that) )?i (?:can|could) (?:affor
                   r"\b(?:it|that|this)(?:'s| is| looks| seems)(?: like it's)? (?:quite|very|really|rather|so|a bit) expensive\b(?!,? but\b)",
                   # "The premium amount is quite high." (not a treatment's cost)
                   r"\b(?:premium|price)\b[^.?!,]{0,15}\b(?:is|'s|seems|looks) (?:quite|very|really|rather|so|a bit) high\b(?!,? but\b)",
-                  r"\b(?:not sure|don'?t know) (?:if|whether) (?:it'?s|it is) (?:ok(?:ay)?|fine) (?:for me )?to pay\b")
+                  r"\b(?:not sure|don'?t know) (?:if|whether) (?:it'?s|it is) (?:ok(?:ay)?|fine) (?:for me )?to pay\b",
+                  # "I am trying to decide whether I can afford it", "the amount ... is still a bit tight"
+                  r"\b(?:decide|figure out|work out) (?:whether|if) i (?:can|could) afford\b",
+                  r"\b(?:is|'s) (?:still )?(?:a bit|a little|too|quite|very|rather) tight\b",
+                  r"\b(?:requires|needs|takes) (?:a lot of|so much|too much) money\b")

@@ -63,3 +63,6 @@ SELF = re.compile(r"\b(?:i|i'm|me|my|thanks?)\b", re.IGNORECASE)
 HELP_OFFER = re.compile(r"\b(?:need|want|like) (?:any |some |my |our )?(?:help|assistance)\b[^.?!]*\?\W*$|\b(?:can|may|shall) i help\b[^.?!]*\?\W*$",
                         re.IGNORECASE)
 NO_TO_IT = re.compile(r"\W*no\b\W*(?:(?:thanks?|thank you)\W*)?(?:i (?:don'?t|do not) (?:want|need) (?:that|it|any)\W*)?", re.IGNORECASE)
+# "Okay, so let's take a look at my current investments." turns to something else
+REDIRECT = _rx(r"^\W*(?:ok(?:ay)?|alright|all right|yes|yeah|sure)\W+(?:so\W+)?let(?:'s| us) (?:first )?(?:take a look|look|talk|discuss|"
+               r"think|see|check|review|go over|compare)\b")

@@ -67,7 +67,7 @@ COMMIT = _rx(
     r"\b(?:send|text|email|message) (?:me |over )?(?:the |that |your |a )?(?:application |sign-?up |registration |payment |purchase )?link\b",
     # an order to book, at the head of a clause ("Book me for Saturday", "Okay, please reserve a slot"); "I need to
     # book a test drive within three months" states a need and is no commitment
-    r"^\W*(?:(?:yes|yeah|ok|okay|sure|alright|great|then|so|please|just|go ahead and)\W+)*"
+    r"^\W*(?:(?:yes|yeah|ok|okay|sure|alright|great|then|so|please|just|go ahead and|i'?m ready|i am ready)\W+)*"
     r"(?:(?:book|schedule|reserve) (?:me|it|a (?:slot|time|test drive|drive|visit|appointment)|the (?:test drive|appointment|drive|visit))|"
     r"(?:do|start) the (?:risk )?(?:assessment|questionnaire|application))\b",
     r"\b(?:it'?s|that'?s) a deal\b", r"^\W*deal\b",
@@ -410,7 +410,7 @@ def read_cues(customer: str, agent_before: str = "") -> Cues:
         hedged = len(parts) > 1 and BUT.match(parts[1])
         # nor "Okay, if I subscribe 10,000 today, I'll get ... which is almost nothing"
         hedged = hedged or bool(re.search(r"\b(?:if|unless|whether)\b", first, re.I))
-        hedged = hedged or bool(ACKNOWLEDGES.fullmatch(first))
+        hedged = hedged or bool(ACKNOWLEDGES.fullmatch(first)) or bool(cue_steps.REDIRECT.search(first))
         # "Okay, I'll send you the link now." says the seller's line back
         hedged = hedged or bool(SELLER_ACT.search(customer))
         # after "I'll send you the link now." (told, not asked) a "No" that speaks of the offer corrects a fact
@@ -419,6 +419,7 @@ def read_cues(customer: str, agent_before: str = "") -> Cues:
             cues.agree = first
         elif (NO.search(first) and not cues.refuse and not cues.defer  # "No, I'll think about it." postpones
               and not any(re.search(r"\bbut i (?:think|want|would|'d|might|may)\b", c, re.I) for c in parts[1:])
+              and not re.search(r"\b(?:just|only) want to (?:know|ask|check|see|try|test)\b", first, re.I)  # "No, I just want to know if ..."
               and not (told and len(first.split()) > 2 and not SELF.search(customer))):
             cues.refuse = first
 

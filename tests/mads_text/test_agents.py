@@ -326,6 +326,11 @@ def test_a_speaker_narrating_the_call_is_resampled():
     from mads_text.agents import narration
 
     assert narration("Chen Jie", "Yan").search("So shall we set up a test drive? (Yan answers yes)")
+    # a customer line that tells the call: what the model wrote around an end marker it moved out of the words
+    for told in ("Mark ended the call with , indicating he declined to make the test drive appointment.",
+                 "This is Mark's final message, which he will never read out loud."):
+        assert narration("Mark", "Chen Jie").search(told)
+    assert not narration("Mark", "Chen Jie").search("Chen Jie, I declined that offer before, and I ended up buying a car.")
     # the name as an address is no narration
     be = ScriptedBackend(["Fang, says who? The policy is issued the same day."])
     r = run(DialogAgent(SC, be, "transcript", user_name="Fang").next_turn([Turn(role="user", text="Really?")]))

@@ -673,3 +673,26 @@ def test_seed_3131b_phrasings():
             T("agent", "Do you have any questions?"),
             T("user", "I can't buy it now, because the 288 RMB a month is more than I can put toward insurance.")]
     assert decide_call(call).outcome == "withdraw" and decide_call(call[:2]).outcome == "undecided"
+
+
+def test_seed_3333_phrasings():
+    assert read_cues("I haven't got enough money.").soft_no
+    assert read_cues("I'm so tired of waiting, and I don't have any more money.").soft_no
+    # a doubt in other words is the first saying; "I don't know if I can afford it" stays as the labels read it
+    for doubt in ("I am trying to decide whether I can afford it or not.",
+                  "The amount you want me to put aside for insurance is still a bit tight."):
+        call = [T("agent", "It is 288 RMB a month."), T("user", doubt), T("agent", "The starter plan is 178 RMB."),
+                T("user", "I am sorry. I can't afford this.")]
+        assert decide_call(call).outcome == "withdraw" and decide_call(call[:2]).outcome == "undecided"
+    call = [T("agent", "It is 288 RMB a month."), T("user", "I don't know if I can afford the 288 you mentioned."),
+            T("agent", "The starter plan is 178 RMB."), T("user", "I can't afford this.")]
+    assert decide_call(call).outcome == "undecided"
+    # an okay that turns to something else agrees to nothing
+    step = "All right, let's start with the risk assessment now."
+    assert not read_cues("Okay, so let's take a look at my current investments.", step).agree
+    assert read_cues("Okay, let's do it.", step).agree
+    slot = "Shall we book you a 30-minute test drive at our showroom this Saturday at 10 am?"
+    assert read_cues("I'm ready, please book me.", slot).commit
+    later = "That's okay. If you'd like to test drive the car later, we can schedule it for a later day."
+    assert not read_cues("No, I just want to know if it's okay for us to test drive it today.", later).refuse
+    assert read_cues("No, I don't want to.", later).refuse
