@@ -323,7 +323,10 @@ class DialogAgent(_Participant):
         return [s for t in history if t.role == "agent" for s in sentences(t.text)]
 
     def impersonation(self) -> list[str | re.Pattern]:
-        return [CUSTOMER_RX, ASSISTANT_RX, narration(self.own_name, self.other_name)]
+        # "Hello Chen, I'm Anxin Insurance." names the company as the speaker (7 of 12 insurance openings of seed 3333)
+        company = re.escape(self.scenario.agent.company)
+        as_company = re.compile(rf"\b(?:i'?m|i am) (?:the )?{company}\b(?!'s| (?:sales|rep|agent|team|advisor|staff))", re.I)
+        return [CUSTOMER_RX, ASSISTANT_RX, narration(self.own_name, self.other_name), as_company]
 
     def _note(self, history: list[Turn]) -> str:
         if not self.note:

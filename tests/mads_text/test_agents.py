@@ -331,6 +331,11 @@ def test_a_speaker_narrating_the_call_is_resampled():
                  "This is Mark's final message, which he will never read out loud."):
         assert narration("Mark", "Chen Jie").search(told)
     assert not narration("Mark", "Chen Jie").search("Chen Jie, I declined that offer before, and I ended up buying a car.")
+    # the salesperson naming the company as themself is sampled again; the company's salesperson is fine
+    be = ScriptedBackend(["Hello Fang, I'm Anxin Insurance. We sell critical illness cover.",
+                          "Hello Fang, I'm Anxin Insurance's salesperson, Li Wei."])
+    r = run(DialogAgent(SC, be, "transcript", user_name="Fang").next_turn([Turn(role="user", text="Hello?")]))
+    assert r.text == "Hello Fang, I'm Anxin Insurance's salesperson, Li Wei." and r.slips_retried == 1
     # the name as an address is no narration
     be = ScriptedBackend(["Fang, says who? The policy is issued the same day."])
     r = run(DialogAgent(SC, be, "transcript", user_name="Fang").next_turn([Turn(role="user", text="Really?")]))
