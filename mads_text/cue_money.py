@@ -31,5 +31,5 @@ PRICE_DOUBT = _rx(r"\bnot sure (?:(?:if|whether|that) )?i (?:can|could) (?:affor
                   r"\b(?:not sure|don'?t know) (?:if|whether) (?:it'?s|it is) (?:ok(?:ay)?|fine) (?:for me )?to pay\b",
                   # "I am trying to decide whether I can afford it", "the amount ... is still a bit tight"
                   r"\b(?:decide|figure out|work out) (?:whether|if) i (?:can|could) afford\b",
-                  r"\b(?:is|'s) (?:still )?(?:a bit|a little|too|quite|very|rather) tight\b",
+                  r"\b(?:money|budget|amount|finances?|it|that)\b[^.?!]{0,60}\b(?:is|'s|are) (?:still )?(?:a bit|a little|too|quite|very|rather) tight\b",
                   r"\b(?:requires|needs|takes) (?:a lot of|so much|too much) money\b")
