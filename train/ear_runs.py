@@ -1,6 +1,7 @@
 """The calls the shipped ear is trained on, as run folders for `mads synth` (see `make ear`).
 
-Every simulated call kept in tests/data/decision_calls_seed*.jsonl goes into OUT/all (voiced by flite, fast).
+Every simulated call kept in tests/data/decision_calls_seed*.jsonl up to seed 3131 (the 504 calls the shipped ear
+heard; later batches are left out so that `make ear` rebuilds that ear) goes into OUT/all (voiced by flite, fast).
 OUT/sentences holds single sentences of those calls, one per customer turn, for Kokoro (about 2.5 audio s per wall s
 on 2 cores), so the ear hears natural voices beside flite's: every question, the agent's included, and about a third
 of the customer's other sentences. A caller's question opens with its question word, where a whole customer line
@@ -18,11 +19,18 @@ import argparse
 import glob
 import json
 import random
+import re
 from pathlib import Path
 
 from mads_text.replies import sentences
 
 SCENARIOS = ("insurance", "finance", "automotive")
+
+
+def seed_of(path: str) -> int:
+    """The batch seed in a labelled file's name (decision_calls_seed2626_slot.jsonl: 2626); 0 when it has none."""
+    m = re.search(r"seed(\d+)", Path(path).name)
+    return int(m.group(1)) if m else 0
 
 
 def sentences_of(call: dict, rng: random.Random, statements: float) -> list[str]:
@@ -48,11 +56,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
     ap.add_argument("--calls", default="tests/data/decision_calls_seed*.jsonl")
+    ap.add_argument("--last-seed", type=int, default=3131, help="leave out files of a later seed (0: keep all)")
     ap.add_argument("--kokoro-per-scenario", type=int, default=20)
     ap.add_argument("--sentences-per-scenario", type=int, default=400)
     ap.add_argument("--seed", type=int, default=5)
     a = ap.parse_args()
-    lines = [line for f in sorted(glob.glob(a.calls)) for line in Path(f).read_text().splitlines() if line.strip()]
+    files = [f for f in sorted(glob.glob(a.calls)) if not a.last_seed or seed_of(f) <= a.last_seed]
+    lines = [line for f in files for line in Path(f).read_text().splitlines() if line.strip()]
     if not lines:
         raise SystemExit(f"no calls match {a.calls}")
     by_scenario: dict[str, list[str]] = {}

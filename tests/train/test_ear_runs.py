@@ -25,3 +25,14 @@ def test_ear_runs_split_calls_into_whole_lines_and_single_sentences(tmp_path, mo
     originals = {c["id"]: " ".join(t["text"] for t in c["turns"]) for c in every}
     assert all(s in originals[c["id"]] for c in sent for s in (t["text"] for t in c["turns"] if t["role"] == "user"))
     assert sum(s.endswith("?") for s in said) > len(said) / 3
+
+
+def test_ear_runs_leave_out_batches_labelled_after_the_shipped_ear(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["ear_runs", "--out", str(tmp_path), "--calls", "tests/data/decision_calls_seed3*.jsonl",
+                                      "--kokoro-per-scenario", "1", "--sentences-per-scenario", "2"])  # fmt: skip
+    ear_runs.main()
+    every = [json.loads(x)["id"] for x in (tmp_path / "all" / "dialogues.jsonl").read_text().splitlines()]
+    kept = [json.loads(x)["id"] for f in ("tests/data/decision_calls_seed3030.jsonl",
+                                          "tests/data/decision_calls_seed3131.jsonl") for x in open(f) if x.strip()]  # fmt: skip
+    assert sorted(every) == sorted(kept)
+    assert ear_runs.seed_of("x/decision_calls_seed2626_slot.jsonl") == 2626 and ear_runs.seed_of("calls.jsonl") == 0
