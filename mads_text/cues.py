@@ -70,7 +70,7 @@ COMMIT = _rx(
     r"^\W*(?:(?:yes|yeah|ok|okay|sure|alright|great|then|so|please|just|go ahead and|i'?m ready|i am ready)\W+)*"
     r"(?:(?:book|schedule|reserve) (?:me|it|a (?:slot|time|test drive|drive|visit|appointment)|the (?:test drive|appointment|drive|visit))|"
     r"(?:do|start) the (?:risk )?(?:assessment|questionnaire|application))\b",
-    r"\b(?:it'?s|that'?s) a deal\b", r"^\W*deal\b",
+    r"\b(?:it'?s|that'?s) a deal\b", r"^\W*deal\b", r"^\W*(?:yes|yeah)\W+i (?:really )?want (?:it|this one|that one)\W*$",
     r"\bi accept\b(?! that)", r"\b(?:i'?m|i am) ready to accept\b(?! (?:that|the fact|it if))", r"\bi agree to (?:subscribe|buy|purchase|apply|sign|book|register|pay (?:you |for )?(?:it|this|the)|it\b|this\b|the (?:offer|terms|plan|policy))",
     r"\bmy (?:phone )?(?:number|email|contact)(?: details)? is\b", r"\byou can (?:reach|call|contact|text) me (?:at|on)\b",
     r"\b(?:i'?ll|i will|i can|let me) (?:provide|give|send)(?: you)? my (?:phone )?(?:number|email(?: address)?|contact(?: details)?)\b",
@@ -119,7 +119,7 @@ LINK_REQUEST = _rx(r"\b(?:(?:can|could|would|will) you|you can|you could) (?:ple
 YES = re.compile(r"^\W*(?:(?:um+|uh+|oh|well|hmm+|ah)\W+)?(?:yes|yeah|yep|yup|sure|okay|ok|alright|all right|of course|"
                  r"absolutely|definitely|certainly|please do|go ahead|(?:(?:it|that|this) )?sounds good|that works|that'?s fine|fine|why not|"
                  r"let'?s do it|perfect|great|no problem|(?:i have )?no objections?|i (?:don'?t|do not) have any objections?|"
-                 r"i agree(?! with| that| to)|i'?m (?:all )?ready(?: to go)?(?=\W*$))\b", re.IGNORECASE)
+                 r"i agree(?! with| that| to)|i'?m (?:all )?ready(?: to go)?(?=\W*$)|i(?:'ll| will) be there(?=\W*$))\b", re.IGNORECASE)
 NO = re.compile(r"^\W*(?:no(?!\W+(?:problem|worries)\b)|nope|nah|not really|i (?:don'?t|do not) want\b(?! to (?:wait|miss|lose|waste))|i'?d rather not)\b",
                 re.IGNORECASE)
 DEFER = _rx(
@@ -157,13 +157,13 @@ REFUSE = _rx(
     r"\bi (?:decline|refuse)\b", r"\bi(?: think i)?'?ll decline\b", r"\bi (?:can'?t|cannot) agree\W*$",
     # "I'm sorry, but I can't make it." to the test drive; "I can't make it at 3, how about 4?" moves the time
     r"\bi (?:can'?t|cannot|won'?t be able to) make it\b(?![^.?!]*\b(?:at|on|by|then|tomorrow|today|tonight|this(?! time)|next|that day|"
-    r"before|until|(?<!this )time|how about|what about)\b)(?!\W*(?:how|what) about\b)", r"\bi (?:really |just |simply )?(?:can'?t|cannot) do (?:it|this|that)(?=\W*$|,)", r"\bno way i (?:can|could|will|'?ll) (?:do|afford|buy|take|sign|subscribe|pay)\b", r"\b(?:need|have|want|going) to (?:decline|refuse|turn down|withdraw\b(?! (?:my|the|some|money|it|cash|funds|from)))(?![^.?!]*\b(?:if|unless)\b)",
+    r"before|until|(?<!this )time|how about|what about)\b)(?!\W*(?:how|what) about\b)", r"\bi (?:really |just |simply )?(?:can'?t|cannot) do (?:it|this|that)(?=\W*$|,)", r"\bno way i (?:can|could|will|'?ll) (?:do|afford|buy|take|sign|subscribe|pay)\b", r"(?<!\bif i )(?<!\bif we )(?<!\bwhen i )\b(?:need|have|want|going) to (?:decline|refuse|turn down|withdraw\b(?! (?:my|the|some|money|it|cash|funds|from)))(?![^.?!]*\b(?:if|unless)\b)",
     r"\b(?:decline|turn down|refuse) (?:the|your|this|that) (?:offer|proposal|product|plan)\b", r"\bno deal\b", r"\bnot going to happen\b", r"\bforget (?:it|about it)\b",
     r"\bi'?ll (?:look|shop) (?:elsewhere|somewhere else|around)\b", r"\bi'?ll (?:look at|go for|try|check) (?:the next|another|other|a different) (?:option|product|offer|bank)s?\b",
     r"\b(?:find|get|buy) (?:a|an|one|another|something)\b[^.?!]{0,30}\b(?:elsewhere|somewhere else)\b",
     r"\b(?:stay|keep) away from (?:it|this|that)\b", r"\bi'?m (?:going to|gonna) stay away\b",
     r"\b(?:can'?t|cannot|won'?t|will not) accept (?:your|the|this|that) (?:offer|proposal|invitation)\b",
-    r"\bi (?:can'?t|cannot|won'?t|will not) accept(?: (?:it|this|that))?(?=\W*$|[,;])",
+    r"\bi (?:can'?t|cannot|won'?t|will not|(?:don'?t|do not) want to) accept(?: (?:it|this|that))?(?=\W*$|[,;])",
     r"\bi (?:don'?t|do not) think i (?:can|will|want to) (?:do|take|buy|get|go ahead with) (?:this|it|that)\b",
     # "I can't agree to it at this time" postpones
     r"\bi (?:can'?t|cannot) (?:book|buy|accept|agree to|commit to|sign up for|take|go ahead with) (?:it|this|that|a|the|your|anything)\b"
@@ -174,7 +174,7 @@ REFUSE = _rx(
     r"\b(?:not|isn'?t) (?:suitable|right|a (?:good )?fit) for me\b", r"\bdoesn'?t (?:fit|suit|meet) my needs\b",
     r"\b(?:don'?t|do not) think (?:this|it|that)(?: \w+){0,3} (?:is suitable|suits me|fits|is right for me|is for me)\b",
     r"\b(?:don'?t|do not) think (?:this|it|that)(?:'s| is) (?:a )?(?:good|right|suitable) (?:\w+ )?for me\b",
-    r"\bbetter not (?:to )?(?:take|buy|do|sign|risk|invest|go)\b",
+    r"\bbetter not (?:to )?(?:take|buy|do|sign|risk|invest|go)\b", rf"\bi(?:'?m| am) not in a position to (?:buy|purchase|take|sign|subscribe|apply)\b(?![^.?!]*\b{_LATER}\b)",
     # "I don't want to invest in anything that could lose me money" is a condition, not a no to this product
     r"\bi (?:don'?t|do not)(?: really| actually)? want to (?:invest|put (?:my |any )?money) in (?:it|this|that|the \w+|your \w+)\b",
     r"\bi (?:don'?t|do not) think (?:i|we) (?:need|want) (?:it|this|that|one|another|the \w+|a \w+|any)\b",
@@ -190,14 +190,14 @@ NEG_COMMIT = re.compile(
     rf"\bi (?:also |just |really |still )?(?:can'?t|cannot|won'?t|will not|don'?t|do not|never|(?:don'?t|do not)(?: really| actually)? want to|'?m not going to|"
     rf"am not going to|(?:don'?t|do not|can'?t|won'?t) agree to)"
     rf"(?: {_ADV})* "
-    rf"(?:{_ACT_ANY})\b(?![^.?!]*\b(?:if|unless|{_LATER})\b)",
+    rf"(?:{_ACT_ANY})\b(?![^.?!]*\b(?:if|unless|{_LATER})\b)(?!(?<=do it) (?:in|at|there|here)\b)",  # "I can't do it in the city": charging
     re.IGNORECASE)
 # keeping what one has instead of the offer ("I'll keep a time deposit instead"); found with the hedge guard, so "If the
 # return isn't guaranteed, I'd rather keep a time deposit" stays an objection
 ALTERNATIVE = _rx(FINE_KEEPING, r"\bi (?:don'?t|do not) (?:want|need) to change\W*$", r"\bi'?ll (?:go|stick|stay) with (?!it\b|this\b|that\b)[^.?!]{0,40}\b(?:first|instead)\b",
                   r"\b(?:i'?ll|i will|i'?d rather|i would rather|i prefer to|i'?m going to)(?: just)? (?:keep|stick with|stay with)"
                   r"\b[^.?!]{0,40}\binstead\b", r"\bi'?ll (?:just )?(?:keep|stick with|stay with) (?:my|the one i|what i)\b",
-                  r"\b(?:i'?d rather|i would rather|i prefer to)(?: just)? (?:keep|stay with|stick (?:with|to)) (?:a|my|the) (?:time )?deposits?\W*$",
+                  r"\b(?:i'?d rather|i would rather|i prefer to|(?<!otherwise, )i'?ll|(?<!otherwise, )i will)(?: just)? (?:keep|stay with|stick (?:with|to)) (?:a|my|the) (?:time )?deposits?\W*$",
                   # "I want to stick to the petrol car I've been driving"
                   r"\b(?:i'?ll|i will|i want to|i'?d like to|i would like to|i'?m going to|i am going to|i plan to|i prefer to)(?: just)? "
                   r"(?:stick|stay) (?:to|with) (?:my|our|the (?:\w+ ){0,2}(?:car|suv|vehicle|one|policy|plan|deposits?) (?:i|we)(?:'ve| have| already))\b",
@@ -412,14 +412,14 @@ def read_cues(customer: str, agent_before: str = "") -> Cues:
         hedged = hedged or bool(re.search(r"\b(?:if|unless|whether)\b", first, re.I))
         hedged = hedged or bool(ACKNOWLEDGES.fullmatch(first)) or bool(cue_steps.REDIRECT.search(first))
         # "Okay, I'll send you the link now." says the seller's line back
-        hedged = hedged or bool(SELLER_ACT.search(customer))
+        hedged = hedged or bool(SELLER_ACT.search(customer)) or bool(re.match(r"\W*(?:yes|yeah)\W+i already have\b", first, re.I))
         # after "I'll send you the link now." (told, not asked) a "No" that speaks of the offer corrects a fact
         told = not any(asks_for_step(c) and c.rstrip().endswith("?") for c in clauses(agent_before))
         if YES.search(first) and not hedged and not re.search(r"\bbut\b", first, re.I) and not first.rstrip().endswith("?"):
             cues.agree = first
         elif (NO.search(first) and not cues.refuse and not cues.defer  # "No, I'll think about it." postpones
               and not any(re.search(r"\bbut i (?:think|want|would|'d|might|may)\b", c, re.I) for c in parts[1:])
-              and not re.search(r"\b(?:just|only) want to (?:know|ask|check|see|try|test)\b", first, re.I)  # "No, I just want to know if ..."
+              and not re.search(r"\b(?:just|only) want to (?:know|ask|check|see|try|test)\b|\bdon'?t know how\b", first, re.I)  # "No, I just want to know if ..."
               and not (told and len(first.split()) > 2 and not SELF.search(customer))):
             cues.refuse = first
 

@@ -696,3 +696,24 @@ def test_seed_3333_phrasings():
     later = "That's okay. If you'd like to test drive the car later, we can schedule it for a later day."
     assert not read_cues("No, I just want to know if it's okay for us to test drive it today.", later).refuse
     assert read_cues("No, I don't want to.", later).refuse
+
+
+def test_seed_3535_phrasings():
+    # money taken out of the product, or charging where one lives, is not a refusal of the offer
+    redeem = "And if I want to withdraw, the bank will give me back the interest I have earned."
+    assert not read_cues(redeem, "Shall I book you a branch appointment? What time suits you?").refuse
+    assert not read_cues("But I can't do it in the city.", "Do you want to charge the car at home?").refuse
+    assert read_cues("I'm sorry, but I can't do it.", "Shall I book you a test drive?").refuse
+    # "I'll be there." says yes to a named slot
+    slot = "Yes, I'll book you a 30-minute test drive at our showroom this Saturday at 10 am."
+    assert read_cues("I'll be there.", slot).agree and not read_cues("I'll be there if it rains.", slot).agree
+    for no in ("I'm sorry, but I'm not in a position to purchase this plan.", "I don't want to accept this.",
+               "I understand, I'll keep a time deposit."):
+        assert read_cues(no).refuse, no
+    assert read_cues("I'm not in a position to buy it right now.").defer
+    assert not read_cues("If the return is better, I'll subscribe; otherwise, I'll keep the time deposit.").refuse
+    # "I don't know how to book it" asks for help; "Yes, I already have ..." answers a fact, not the proposal
+    branch = "I suggest we book a branch appointment at a specific time to discuss this."
+    assert not read_cues("No, no, no, I don't know how to book the branch appointment.", branch).refuse
+    assert not read_cues("Yes, I already have products like this. I think I can manage the risk.", branch).agree
+    assert read_cues("Yes, I want it.").commit and not read_cues("Yes, I want it. But how much is it?").commit
