@@ -118,7 +118,7 @@ LINK_REQUEST = _rx(r"\b(?:(?:can|could|would|will) you|you can|you could) (?:ple
                    r"payment )?link\b")
 YES = re.compile(r"^\W*(?:(?:um+|uh+|oh|well|hmm+|ah)\W+)?(?:yes|yeah|yep|yup|sure|okay|ok|alright|all right|of course|"
                  r"absolutely|definitely|certainly|please do|go ahead|(?:(?:it|that|this) )?sounds good|that works|that'?s fine|fine|why not|"
-                 r"let'?s do it|perfect|great|no problem|(?:i have )?no objections?|i (?:don'?t|do not) have any objections?|"
+                 r"let'?s do it|let'?s get started|perfect|great|no problem|(?:i have )?no objections?|i (?:don'?t|do not) have any objections?|"
                  r"i agree(?! with| that| to)|i'?m (?:all )?ready(?: to go)?(?=\W*$)|i(?:'ll| will) be there(?=\W*$))\b", re.IGNORECASE)
 NO = re.compile(r"^\W*(?:no(?!\W+(?:problem|worries)\b)|nope|nah|not really|i (?:don'?t|do not) want\b(?! to (?:wait|miss|lose|waste))|i'?d rather not)\b",
                 re.IGNORECASE)
@@ -153,7 +153,7 @@ REFUSE = _rx(
     r"\bi'?m not (?:buying|going to (?:buy|sign|do|take|apply|book)|signing|doing (?:it|this|that)|taking (?:it|this))\b",
     r"\bi (?:won'?t|will not) (?:buy|sign|do|take|apply|book|commit|be buying)\b",
     r"\bi'?m not planning (?:on|to) (?:buy(?:ing)?|get(?:ting)?|purchas(?:e|ing)|chang(?:e|ing))\b[^.?!]{0,25}\bthis year\b",
-    r"\bi(?:'?ve| have)? decided (?:not to|against)\b", r"\bi'?ll have to (?:decline|say no|pass)\b",
+    r"\bi(?:'?ve| have)? decided (?:not to|against)\b", r"\bi(?:'?ve| have) given up on (?:it|this|that|the (?:idea|offer|car|plan|product))\b", r"\bi'?ll have to (?:decline|say no|pass)\b",
     r"\bi (?:decline|refuse)\b", r"\bi(?: think i)?'?ll decline\b", r"\bi (?:can'?t|cannot) agree\W*$",
     # "I'm sorry, but I can't make it." to the test drive; "I can't make it at 3, how about 4?" moves the time
     r"\bi (?:can'?t|cannot|won'?t be able to) make it\b(?![^.?!]*\b(?:at|on|by|then|tomorrow|today|tonight|this(?! time)|next|that day|"

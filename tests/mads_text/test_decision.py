@@ -717,3 +717,10 @@ def test_seed_3535_phrasings():
     assert not read_cues("No, no, no, I don't know how to book the branch appointment.", branch).refuse
     assert not read_cues("Yes, I already have products like this. I think I can manage the risk.", branch).agree
     assert read_cues("Yes, I want it.").commit and not read_cues("Yes, I want it. But how much is it?").commit
+
+
+def test_seed_3636_phrasings():
+    step = "Shall I book you a branch appointment at 17:00 today?"
+    assert read_cues("OK, let's get started.", step).agree and not read_cues("OK, let's get started.").agree
+    assert read_cues("David, I've given up on this idea. I'm sorry.").refuse
+    assert not read_cues("I've given up on smoking, so my health is good.").refuse
