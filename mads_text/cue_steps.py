@@ -66,3 +66,7 @@ NO_TO_IT = re.compile(r"\W*no\b\W*(?:(?:thanks?|thank you)\W*)?(?:i (?:don'?t|do
 # "Okay, so let's take a look at my current investments." turns to something else
 REDIRECT = _rx(r"^\W*(?:ok(?:ay)?|alright|all right|yes|yeah|sure)\W+(?:so\W+)?let(?:'s| us) (?:first )?(?:take a look|look|talk|discuss|"
                r"think|see|check|review|go over|compare)\b")
+# "Yes, I already have products like this." answers with a fact about oneself, not to the proposal
+STATES_FACT = re.compile(r"\W*(?:yes|yeah)\W+i already have\b", re.IGNORECASE)
+# "No, I just want to know if ...", "No, no, I don't know how to book it": a no that asks, not one that declines
+ASKS_INSTEAD = _rx(r"\b(?:just|only) want to (?:know|ask|check|see|try|test)\b", r"\bdon'?t know how\b")

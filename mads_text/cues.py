@@ -197,7 +197,7 @@ NEG_COMMIT = re.compile(
 ALTERNATIVE = _rx(FINE_KEEPING, r"\bi (?:don'?t|do not) (?:want|need) to change\W*$", r"\bi'?ll (?:go|stick|stay) with (?!it\b|this\b|that\b)[^.?!]{0,40}\b(?:first|instead)\b",
                   r"\b(?:i'?ll|i will|i'?d rather|i would rather|i prefer to|i'?m going to)(?: just)? (?:keep|stick with|stay with)"
                   r"\b[^.?!]{0,40}\binstead\b", r"\bi'?ll (?:just )?(?:keep|stick with|stay with) (?:my|the one i|what i)\b",
-                  r"\b(?:i'?d rather|i would rather|i prefer to|(?<!otherwise, )i'?ll|(?<!otherwise, )i will)(?: just)? (?:keep|stay with|stick (?:with|to)) (?:a|my|the) (?:time )?deposits?\W*$",
+                  r"\b(?:i'?d rather|i would rather|i prefer to|(?<!otherwise, )(?:i'?ll|i will))(?: just)? (?:keep|stay with|stick (?:with|to)) (?:a|my|the) (?:time )?deposits?\W*$",
                   # "I want to stick to the petrol car I've been driving"
                   r"\b(?:i'?ll|i will|i want to|i'?d like to|i would like to|i'?m going to|i am going to|i plan to|i prefer to)(?: just)? "
                   r"(?:stick|stay) (?:to|with) (?:my|our|the (?:\w+ ){0,2}(?:car|suv|vehicle|one|policy|plan|deposits?) (?:i|we)(?:'ve| have| already))\b",
@@ -412,14 +412,14 @@ def read_cues(customer: str, agent_before: str = "") -> Cues:
         hedged = hedged or bool(re.search(r"\b(?:if|unless|whether)\b", first, re.I))
         hedged = hedged or bool(ACKNOWLEDGES.fullmatch(first)) or bool(cue_steps.REDIRECT.search(first))
         # "Okay, I'll send you the link now." says the seller's line back
-        hedged = hedged or bool(SELLER_ACT.search(customer)) or bool(re.match(r"\W*(?:yes|yeah)\W+i already have\b", first, re.I))
+        hedged = hedged or bool(SELLER_ACT.search(customer)) or bool(cue_steps.STATES_FACT.match(first))
         # after "I'll send you the link now." (told, not asked) a "No" that speaks of the offer corrects a fact
         told = not any(asks_for_step(c) and c.rstrip().endswith("?") for c in clauses(agent_before))
         if YES.search(first) and not hedged and not re.search(r"\bbut\b", first, re.I) and not first.rstrip().endswith("?"):
             cues.agree = first
         elif (NO.search(first) and not cues.refuse and not cues.defer  # "No, I'll think about it." postpones
               and not any(re.search(r"\bbut i (?:think|want|would|'d|might|may)\b", c, re.I) for c in parts[1:])
-              and not re.search(r"\b(?:just|only) want to (?:know|ask|check|see|try|test)\b|\bdon'?t know how\b", first, re.I)  # "No, I just want to know if ..."
+              and not cue_steps.ASKS_INSTEAD.search(first)
               and not (told and len(first.split()) > 2 and not SELF.search(customer))):
             cues.refuse = first
 
